@@ -357,6 +357,9 @@ func Curve(crv string) (elliptic.Curve, error) {
 
 // CurveName returns the Azure crv name of a Go curve.
 func CurveName(c elliptic.Curve) (string, error) {
+	if c == nil {
+		return "", fmt.Errorf("%w: none", ErrUnsupportedCurve)
+	}
 	switch c {
 	case elliptic.P256():
 		return CurveP256, nil
