@@ -1,11 +1,9 @@
 package snp
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
+
+	"github.com/cvault/cvault/internal/attest"
 
 	"github.com/google/go-sev-guest/abi"
 	"github.com/google/go-sev-guest/kds"
@@ -34,7 +32,7 @@ func Claims(v *Verified, o ClaimOptions) map[string]any {
 	c := map[string]any{
 		"x-ms-ver":                        "1.0",
 		"x-ms-attestation-type":           "sevsnpvm",
-		"x-ms-policy-hash":                PolicyHash(o.PolicyText),
+		"x-ms-policy-hash":                attest.PolicyHash(o.PolicyText),
 		"x-cvault-simulated":              v.Simulated,
 		"x-ms-sevsnpvm-authorkeydigest":   hex.EncodeToString(r.GetAuthorKeyDigest()),
 		"x-ms-sevsnpvm-bootloader-svn":    int(tcb.BlSpl),
@@ -57,32 +55,11 @@ func Claims(v *Verified, o ClaimOptions) map[string]any {
 	if Compliant(v, o.References) {
 		c["x-ms-compliance-status"] = ComplianceCVM
 	}
-	if obj, ok := jsonValue(v.RuntimeData); ok {
+	if obj, ok := attest.JSONValue(v.RuntimeData); ok {
 		c["x-ms-runtime"] = obj
 	}
-	if obj, ok := jsonValue(v.InitTimeData); ok {
+	if obj, ok := attest.JSONValue(v.InitTimeData); ok {
 		c["x-ms-inittime"] = obj
 	}
 	return c
-}
-
-// jsonValue decodes JSON runtime/init-time data keeping numbers exact (json.Number).
-func jsonValue(d *Data) (any, bool) {
-	if d == nil || !d.JSON {
-		return nil, false
-	}
-	dec := json.NewDecoder(bytes.NewReader(d.Bytes))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, false
-	}
-	return v, true
-}
-
-// PolicyHash is MAA's x-ms-policy-hash: BASE64URL(SHA256(UTF8(BASE64URL(UTF8(policy))))).
-func PolicyHash(policy string) string {
-	inner := base64.RawURLEncoding.EncodeToString([]byte(policy))
-	sum := sha256.Sum256([]byte(inner))
-	return base64.RawURLEncoding.EncodeToString(sum[:])
 }

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/cvault/cvault/internal/attest"
 	"github.com/google/go-sev-guest/abi"
 )
 
@@ -32,9 +33,9 @@ type Evidence struct {
 	// verification; the ASK/ARK sent by the client are never trusted (our roots are).
 	Certs Certs
 	// RuntimeData is bound by REPORT_DATA[0:32] = SHA-256(RuntimeData.Bytes); nil when not sent.
-	RuntimeData *Data
+	RuntimeData *attest.Data
 	// InitTimeData is bound by HOST_DATA = SHA-256(InitTimeData.Bytes); nil when not sent.
-	InitTimeData *Data
+	InitTimeData *attest.Data
 	// Nonce is the request's nonce as text (a JSON number keeps its exact digits); "" if none.
 	Nonce string
 	// DraftPolicy is the optional draftPolicyForAttestation text.
@@ -46,24 +47,12 @@ type Certs struct {
 	VCEK, VLEK, ASK, ASVK, ARK []byte
 }
 
-// Data is MAA's `{data, dataType}` pair, decoded.
-type Data struct {
-	Bytes []byte
-	// JSON is true for dataType "JSON": Bytes is then valid JSON and becomes a claim.
-	JSON bool
-}
-
-type dataJSON struct {
-	Data     string `json:"data"`
-	DataType string `json:"dataType"`
-}
-
 type requestJSON struct {
-	Report       string          `json:"report"`
-	RuntimeData  *dataJSON       `json:"runtimeData"`
-	InitTimeData *dataJSON       `json:"initTimeData"`
-	Nonce        json.RawMessage `json:"nonce"`
-	DraftPolicy  string          `json:"draftPolicyForAttestation"`
+	Report       string           `json:"report"`
+	RuntimeData  *attest.DataJSON `json:"runtimeData"`
+	InitTimeData *attest.DataJSON `json:"initTimeData"`
+	Nonce        json.RawMessage  `json:"nonce"`
+	DraftPolicy  string           `json:"draftPolicyForAttestation"`
 }
 
 // reportBundle is the JSON MAA clients (sidecar, cvm-attestation-tools, HCL) base64url-encode
@@ -85,7 +74,7 @@ func ParseRequest(body []byte) (*Evidence, error) {
 	if req.Report == "" {
 		return nil, fmt.Errorf("%w: missing report", ErrMalformedRequest)
 	}
-	blob, err := decodeBase64(req.Report)
+	blob, err := attest.DecodeBase64(req.Report)
 	if err != nil {
 		return nil, fmt.Errorf("%w: report: %v", ErrMalformedRequest, err)
 	}
@@ -100,13 +89,13 @@ func ParseRequest(body []byte) (*Evidence, error) {
 	if _, err := abi.ReportToProto(ev.Report); err != nil {
 		return nil, fmt.Errorf("%w: report: %v", ErrMalformedRequest, err)
 	}
-	if ev.RuntimeData, err = parseData(req.RuntimeData); err != nil {
+	if ev.RuntimeData, err = attest.ParseData(req.RuntimeData); err != nil {
 		return nil, fmt.Errorf("%w: runtimeData: %v", ErrMalformedRequest, err)
 	}
-	if ev.InitTimeData, err = parseData(req.InitTimeData); err != nil {
+	if ev.InitTimeData, err = attest.ParseData(req.InitTimeData); err != nil {
 		return nil, fmt.Errorf("%w: initTimeData: %v", ErrMalformedRequest, err)
 	}
-	if ev.Nonce, err = parseNonce(req.Nonce); err != nil {
+	if ev.Nonce, err = attest.ParseNonce(req.Nonce); err != nil {
 		return nil, fmt.Errorf("%w: nonce: %v", ErrMalformedRequest, err)
 	}
 	return ev, nil
@@ -117,7 +106,7 @@ func (ev *Evidence) fromBundle(b []byte) error {
 	if err := json.Unmarshal(b, &bundle); err != nil {
 		return fmt.Errorf("%w: report bundle: %v", ErrMalformedRequest, err)
 	}
-	raw, err := decodeBase64(bundle.SnpReport)
+	raw, err := attest.DecodeBase64(bundle.SnpReport)
 	if err != nil {
 		return fmt.Errorf("%w: SnpReport: %v", ErrMalformedRequest, err)
 	}
@@ -128,7 +117,7 @@ func (ev *Evidence) fromBundle(b []byte) error {
 	if bundle.VcekCertChain == "" {
 		return nil
 	}
-	chain, err := decodeBase64(bundle.VcekCertChain)
+	chain, err := attest.DecodeBase64(bundle.VcekCertChain)
 	if err != nil {
 		return fmt.Errorf("%w: VcekCertChain: %v", ErrMalformedRequest, err)
 	}
@@ -192,67 +181,6 @@ func ParseCertChain(pemBytes []byte) (Certs, error) {
 	return c, nil
 }
 
-func parseData(d *dataJSON) (*Data, error) {
-	if d == nil || d.Data == "" {
-		return nil, nil
-	}
-	b, err := decodeBase64(d.Data)
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case strings.EqualFold(d.DataType, "JSON"):
-		if !json.Valid(b) {
-			return nil, errors.New(`dataType is "JSON" but data is not valid JSON`)
-		}
-		return &Data{Bytes: b, JSON: true}, nil
-	case d.DataType == "" || strings.EqualFold(d.DataType, "Binary"):
-		return &Data{Bytes: b}, nil
-	default:
-		return nil, fmt.Errorf("dataType %q is neither JSON nor Binary", d.DataType)
-	}
-}
-
-func parseNonce(raw json.RawMessage) (string, error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || string(raw) == "null" {
-		return "", nil
-	}
-	if raw[0] == '"' {
-		var s string
-		err := json.Unmarshal(raw, &s)
-		return s, err
-	}
-	// A number: keep its digits exactly (sidecar sends uint64 values beyond float64 precision).
-	d := json.NewDecoder(bytes.NewReader(raw))
-	d.UseNumber()
-	var v any
-	if err := d.Decode(&v); err != nil {
-		return "", err
-	}
-	n, ok := v.(json.Number)
-	if !ok {
-		return "", errors.New("nonce is neither a number nor a string")
-	}
-	return n.String(), nil
-}
-
-// decodeBase64 accepts base64url padded or not, and also standard base64 (some clients mix
-// them up); whitespace is ignored.
-func decodeBase64(s string) ([]byte, error) {
-	s = strings.Map(func(r rune) rune {
-		if r == ' ' || r == '\n' || r == '\r' || r == '\t' {
-			return -1
-		}
-		return r
-	}, s)
-	s = strings.TrimRight(s, "=")
-	if strings.ContainsAny(s, "+/") {
-		return base64.RawStdEncoding.DecodeString(s)
-	}
-	return base64.RawURLEncoding.DecodeString(s)
-}
-
 // Request is the guest side of the SevSnpVm protocol: what a client sends.
 type Request struct {
 	Report      []byte // raw report
@@ -269,12 +197,8 @@ func (r Request) Marshal() ([]byte, error) {
 		return nil, err
 	}
 	out := map[string]any{"report": enc.EncodeToString(bundle)}
-	if len(r.RuntimeData) > 0 {
-		typ := "Binary"
-		if json.Valid(r.RuntimeData) {
-			typ = "JSON"
-		}
-		out["runtimeData"] = dataJSON{Data: enc.EncodeToString(r.RuntimeData), DataType: typ}
+	if d := attest.MarshalData(r.RuntimeData); d != nil {
+		out["runtimeData"] = d
 	}
 	if r.Nonce != "" {
 		out["nonce"] = r.Nonce

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cvault/cvault/internal/attest"
 	"github.com/google/go-sev-guest/abi"
 	"github.com/google/go-sev-guest/kds"
 	spb "github.com/google/go-sev-guest/proto/sevsnp"
@@ -68,8 +69,8 @@ type Verified struct {
 	// CertTCB is the TCB in the VCEK/VLEK certificate (equal to REPORTED_TCB).
 	CertTCB      kds.TCBVersion
 	Simulated    bool // the chain ends at a simulated root
-	RuntimeData  *Data
-	InitTimeData *Data
+	RuntimeData  *attest.Data
+	InitTimeData *attest.Data
 	Nonce        string
 }
 

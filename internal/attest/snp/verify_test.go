@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cvault/cvault/internal/attest"
 	"github.com/cvault/cvault/internal/attest/snp"
 	"github.com/cvault/cvault/internal/sim"
 	"github.com/google/go-sev-guest/abi"
@@ -62,7 +63,7 @@ func simEvidence(t testing.TB, p *sim.Platform, o sim.Options, runtime []byte) *
 	}
 	ev := &snp.Evidence{Report: raw, Certs: snp.Certs{VCEK: chain.VCEK, VLEK: chain.VLEK, ASK: chain.ASK, ASVK: chain.ASVK, ARK: chain.ARK}}
 	if runtime != nil {
-		ev.RuntimeData = &snp.Data{Bytes: runtime, JSON: true}
+		ev.RuntimeData = &attest.Data{Bytes: runtime, JSON: true}
 	}
 	return ev
 }
@@ -177,7 +178,7 @@ func TestVerifySimulated(t *testing.T) {
 				"x-ms-sevsnpvm-reportid":          fmt.Sprintf("%x", v.Report.GetReportId()),
 				"x-ms-sevsnpvm-idkeydigest":       strings.Repeat("0", 96),
 				"x-ms-sevsnpvm-authorkeydigest":   strings.Repeat("0", 96),
-				"x-ms-policy-hash":                snp.PolicyHash("p"),
+				"x-ms-policy-hash":                attest.PolicyHash("p"),
 			}
 			for k, w := range want {
 				if c[k] != w {
@@ -214,12 +215,12 @@ func TestVerifyAlwaysChecks(t *testing.T) {
 		{"unknown root (sim without --trust-sim-root)", func() *snp.Evidence { return simEvidence(t, p, sim.Options{}, runtime) }, nil, snp.CheckChain},
 		{"wrong report data", func() *snp.Evidence {
 			ev := simEvidence(t, p, sim.Options{}, runtime)
-			ev.RuntimeData = &snp.Data{Bytes: []byte(`{"keys":[1]}`), JSON: true}
+			ev.RuntimeData = &attest.Data{Bytes: []byte(`{"keys":[1]}`), JSON: true}
 			return ev
 		}, roots, snp.CheckReportData},
 		{"wrong host data", func() *snp.Evidence {
 			ev := simEvidence(t, p, sim.Options{}, runtime)
-			ev.InitTimeData = &snp.Data{Bytes: []byte("x")}
+			ev.InitTimeData = &attest.Data{Bytes: []byte("x")}
 			return ev
 		}, roots, snp.CheckHostData},
 		{"VCEK for another TCB", func() *snp.Evidence {
