@@ -127,6 +127,19 @@ func (ev *Evidence) fromBundle(b []byte) error {
 	return nil
 }
 
+// ParseRaw decodes a raw report, optionally followed by the certificate table that
+// SNP_GET_EXT_REPORT and configfs-tsm's auxblob return (what a guest device yields).
+func ParseRaw(b []byte) (*Evidence, error) {
+	ev := &Evidence{}
+	if err := ev.fromRaw(b); err != nil {
+		return nil, err
+	}
+	if _, err := abi.ReportToProto(ev.Report); err != nil {
+		return nil, fmt.Errorf("%w: report: %v", ErrMalformedRequest, err)
+	}
+	return ev, nil
+}
+
 func (ev *Evidence) fromRaw(b []byte) error {
 	if len(b) < abi.ReportSize {
 		return fmt.Errorf("%w: report is %d bytes, want %d", ErrMalformedRequest, len(b), abi.ReportSize)
