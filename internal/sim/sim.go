@@ -71,12 +71,16 @@ type Config struct {
 	ProductLine string
 	// Rand is the randomness for report IDs and signatures; nil means crypto/rand.
 	Rand io.Reader
+	// VCEKProductName overrides the product name in VCEK certificates; "" means
+	// "<line>-B1". Some real Genoa VCEKs carry a bare "Genoa", which verifiers must handle.
+	VCEKProductName string
 }
 
 // Platform is one simulated SEV-SNP machine. It is safe for concurrent use.
 type Platform struct {
 	line     string
 	stepping uint32
+	vcekName string
 	rand     io.Reader
 	ark      *x509.Certificate
 	ask      *x509.Certificate
@@ -102,7 +106,7 @@ func New(cfg Config) (*Platform, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sim: embedded %s roots: %w", line, err)
 	}
-	p := &Platform{line: line, stepping: 1, rand: cfg.Rand,
+	p := &Platform{line: line, stepping: 1, rand: cfg.Rand, vcekName: cfg.VCEKProductName,
 		vceks: map[kds.TCBVersion]*x509.Certificate{}, vleks: map[kds.TCBVersion]*x509.Certificate{}}
 	if p.rand == nil {
 		p.rand = rand.Reader
@@ -330,6 +334,9 @@ func (p *Platform) kdsExtensions(signer abi.ReportSigner, tcb kds.TCBParts) []pk
 		return b
 	}
 	name := fmt.Sprintf("%s-B%d", p.line, p.stepping)
+	if p.vcekName != "" {
+		name = p.vcekName
+	}
 	if signer == abi.VlekReportSigner {
 		name = p.line // VLEK product names carry no stepping
 	}

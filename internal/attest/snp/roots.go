@@ -25,7 +25,6 @@ type Root struct {
 
 func (r Root) amd() *trust.AMDRootCerts {
 	return &trust.AMDRootCerts{
-		Product:      r.ProductLine,
 		ProductLine:  r.ProductLine,
 		ProductCerts: &trust.ProductCerts{Ark: r.ARK, Ask: r.ASK, Asvk: r.ASVK},
 	}

@@ -202,7 +202,7 @@ func verifyChain(ctx context.Context, report *spb.Report, ek *x509.Certificate, 
 		att := &spb.Attestation{Report: report, CertificateChain: certChain(report, ekDER)}
 		opts := &verify.Options{DisableCertFetching: true, Now: now, TrustedRoots: map[string][]*trust.AMDRootCerts{line: roots}}
 		if lastErr = verify.SnpAttestationContext(ctx, att, opts); lastErr == nil {
-			o.Cache.store(fp, group, ek, now)
+			o.Cache.store(fp, group, ek)
 			return group[0].Simulated, nil
 		}
 	}
@@ -282,7 +282,7 @@ func (c *ChainCache) lookup(fp [32]byte, now time.Time) (bool, bool) {
 	return e.simulated, true
 }
 
-func (c *ChainCache) store(fp [32]byte, group []Root, ek *x509.Certificate, now time.Time) {
+func (c *ChainCache) store(fp [32]byte, group []Root, ek *x509.Certificate) {
 	if c == nil {
 		return
 	}

@@ -386,3 +386,20 @@ func TestParseRoots(t *testing.T) {
 		t.Error("empty root file accepted")
 	}
 }
+
+// TestVerifyBareGenoaProductName: some real Genoa VCEKs name the product "Genoa" without a
+// stepping; a v3 report's CPUID names the line, so such a VCEK still verifies (design §6).
+// A v2 report has no CPUID, and go-sev-guest then rejects the bare name.
+func TestVerifyBareGenoaProductName(t *testing.T) {
+	p, err := sim.New(sim.Config{ProductLine: "Genoa", VCEKProductName: "Genoa"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := simRoots(t, p)
+	v, err := snp.Verify(context.Background(), simEvidence(t, p, sim.Options{Version: 3}, nil), snp.Options{ExtraRoots: roots})
+	if err != nil || v.ProductLine != "Genoa" {
+		t.Fatalf("v3 with bare Genoa VCEK: %+v, %v", v, err)
+	}
+	_, err = snp.Verify(context.Background(), simEvidence(t, p, sim.Options{Version: 2}, nil), snp.Options{ExtraRoots: roots})
+	wantCheck(t, err, snp.CheckChain)
+}
