@@ -59,8 +59,8 @@ const (
 	cspID = "cvault-sim"
 )
 
-// DefaultTCB is the TCB the simulated firmware runs at when Options.TCB is zero.
-var DefaultTCB = kds.TCBParts{BlSpl: 4, TeeSpl: 0, SnpSpl: 22, UcodeSpl: 213}
+// DefaultTCB returns the TCB the simulated firmware runs at when Options.TCB is zero.
+func DefaultTCB() kds.TCBParts { return kds.TCBParts{BlSpl: 4, TeeSpl: 0, SnpSpl: 22, UcodeSpl: 213} }
 
 //go:embed roots/*.pem
 var rootsFS embed.FS
@@ -202,7 +202,7 @@ type Options struct {
 func (p *Platform) Report(o Options) ([]byte, Chain, error) {
 	tcbParts := o.TCB
 	if tcbParts == (kds.TCBParts{}) {
-		tcbParts = DefaultTCB
+		tcbParts = DefaultTCB()
 	}
 	tcb, err := kds.ComposeTCBParts(tcbParts)
 	if err != nil {

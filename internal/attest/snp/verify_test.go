@@ -155,7 +155,7 @@ func TestVerifySimulated(t *testing.T) {
 				t.Errorf("simulated %v line %q nonce %q", v.Simulated, v.ProductLine, v.Nonce)
 			}
 			c := snp.Claims(v, snp.ClaimOptions{PolicyText: "p"})
-			tcb := sim.DefaultTCB
+			tcb := sim.DefaultTCB()
 			want := map[string]any{
 				"x-ms-attestation-type":           "sevsnpvm",
 				"x-ms-compliance-status":          "azure-compliant-cvm",
@@ -292,7 +292,7 @@ func TestVerifyFetchesMissingVCEK(t *testing.T) {
 	vcek := ev.Certs.VCEK
 	ev.Certs = snp.Certs{}
 	chip := p.ChipID()
-	tcb, _ := kds.ComposeTCBParts(sim.DefaultTCB)
+	tcb, _ := kds.ComposeTCBParts(sim.DefaultTCB())
 	getter := kdsGetter{kds.VCEKCertURL("Milan", chip[:], tcb): vcek}
 	if _, err := snp.Verify(context.Background(), ev, snp.Options{ExtraRoots: simRoots(t, p), Getter: getter}); err != nil {
 		t.Fatalf("Verify with KDS getter = %v", err)
@@ -313,7 +313,7 @@ func TestPolicy(t *testing.T) {
 	}
 	good := [48]byte{0xaa}
 	refs := snp.References{Measurements: [][]byte{good[:]}}
-	strict := snp.Policy{MinimumTCB: sim.DefaultTCB, References: refs}
+	strict := snp.Policy{MinimumTCB: sim.DefaultTCB(), References: refs}
 	tests := []struct {
 		name      string
 		o         sim.Options
