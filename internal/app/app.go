@@ -25,6 +25,8 @@ import (
 	"github.com/cvault/cvault/internal/arm"
 	"github.com/cvault/cvault/internal/arm/armhttp"
 	"github.com/cvault/cvault/internal/authn"
+	"github.com/cvault/cvault/internal/authz"
+	"github.com/cvault/cvault/internal/authz/authzhttp"
 	"github.com/cvault/cvault/internal/barrier"
 	"github.com/cvault/cvault/internal/pki"
 	"github.com/cvault/cvault/internal/route"
@@ -74,6 +76,7 @@ type App struct {
 	TLSFiles  pki.ServerFiles
 	Bootstrap Bootstrap
 	ARM       *arm.Service
+	Authz     *authz.Service
 	// RootKeyCreated reports that this start generated the root key file.
 	RootKeyCreated bool
 	listener       net.Listener
@@ -144,8 +147,19 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 	if a.Bootstrap, err = a.bootstrap(ctx, armSvc); err != nil {
 		return nil, err
 	}
-	var authorizer armhttp.Authorizer = adminOnly{adminObjectID: a.Bootstrap.AdminObjectID}
-	routes = append(routes, armhttp.Routes(armSvc, authorizer, base)...)
+
+	// Authorization: RBAC role definitions and assignments; the bootstrap
+	// admin is Owner of the bootstrap subscription. Every http package's
+	// Authorizer is this service.
+	if a.Authz, err = authz.New(authz.Config{Store: a.Store, Logger: cfg.Logger, Now: cfg.Now}); err != nil {
+		return nil, err
+	}
+	if err := a.Authz.Bootstrap(ctx, a.Bootstrap.TenantID, a.Bootstrap.SubscriptionID, a.Bootstrap.AdminObjectID); err != nil {
+		return nil, err
+	}
+	routes = append(routes, authzhttp.Routes(a.Authz)...)
+
+	routes = append(routes, armhttp.Routes(armSvc, a.Authz, base)...)
 	a.ARM = armSvc
 
 	a.Server, err = server.New(server.Config{

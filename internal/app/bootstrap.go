@@ -8,7 +8,6 @@ import (
 	"fmt"
 
 	"github.com/cvault/cvault/internal/arm"
-	"github.com/cvault/cvault/internal/authn"
 	"github.com/cvault/cvault/internal/store"
 )
 
@@ -59,17 +58,4 @@ func newGUID() string {
 	u[6] = u[6]&0x0f | 0x40
 	u[8] = u[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
-}
-
-// adminOnly is the authorizer in force until RBAC is wired: only the
-// bootstrap admin may do anything (deny by default).
-type adminOnly struct{ adminObjectID string }
-
-var errNotAdmin = errors.New("only the bootstrap administrator may do this until role assignments are enabled")
-
-func (a adminOnly) Check(_ context.Context, p *authn.Principal, _, _ string) error {
-	if p == nil || p.ObjectID == "" || p.ObjectID != a.adminObjectID {
-		return errNotAdmin
-	}
-	return nil
 }
