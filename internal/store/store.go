@@ -34,15 +34,20 @@ const (
 
 // Record is one stored document.
 type Record struct {
-	Kind  string // collection, e.g. "vault"; a short constant owned by the service
-	Key   string // unique within Kind; '/'-separated, byte-exact (callers fold case where Azure does)
-	Value []byte // opaque to the store (services store JSON)
+	Kind  string // collection, e.g. "vault"; a short constant owned by the service; non-empty
+	Key   string // unique within Kind; non-empty, '/'-separated, byte-exact (callers fold case where Azure does)
+	Value []byte // opaque to the store (services store JSON); nil and empty read back alike
 	// Version is assigned by the store on every write, strictly increasing
 	// across the whole store, and never reused; it is the record's ETag.
+	// "Increasing" is in allocation order: with concurrent writers (the
+	// PostgreSQL backend) a transaction may commit a smaller version after
+	// another committed a larger one, so a version is no cursor for "what
+	// changed since" (use Changes). Each record's own versions always grow.
 	Version int64
 }
 
-// Reader reads records.
+// Reader reads records. Returned records and their Values belong to the
+// caller; the store keeps no reference to them, nor to a value passed to Put.
 type Reader interface {
 	// Get returns the record, or ErrNotFound.
 	Get(ctx context.Context, kind, key string) (Record, error)
@@ -60,7 +65,8 @@ type Tx interface {
 	// new version.
 	Put(ctx context.Context, kind, key string, value []byte, ifVersion int64) (int64, error)
 	// Delete removes kind/key if the precondition holds. Deleting a missing
-	// record is ErrNotFound unless ifVersion is Any.
+	// record is ErrNotFound unless ifVersion is Any; Absent on an existing
+	// record is ErrConflict.
 	Delete(ctx context.Context, kind, key string, ifVersion int64) error
 }
 
@@ -70,13 +76,18 @@ type Store interface {
 	// Update runs fn in a serializable read-write transaction and commits
 	// it if fn returns nil. Implementations retry fn on serialization
 	// failures, so fn must have no side effects outside tx. An error from
-	// fn aborts the transaction and is returned unchanged (wrapped at most).
+	// fn aborts the transaction and is returned unchanged (wrapped at most);
+	// a failed precondition inside fn does not spoil the transaction if fn
+	// carries on. A panic in fn rolls back and propagates.
 	Update(ctx context.Context, fn func(tx Tx) error) error
-	// View runs fn against a consistent read-only snapshot.
+	// View runs fn against a consistent read-only snapshot. fn must not
+	// wait for an Update to finish: an embedded writer may have to wait for
+	// open snapshots (bbolt remaps its file).
 	View(ctx context.Context, fn func(r Reader) error) error
 	// Changes returns a counter that grows whenever any record of kind is
 	// written or deleted, by this or any other server on the same database.
-	// Caches compare it to decide whether to reload (authz index, signing keys).
+	// Caches compare it to decide whether to reload (authz index, signing keys):
+	// compare for inequality only; the value means nothing across backends.
 	Changes(ctx context.Context, kind string) (int64, error)
 	// Ping reports whether the backing store is reachable (readyz).
 	Ping(ctx context.Context) error
