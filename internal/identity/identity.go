@@ -65,6 +65,10 @@ var (
 	ErrForbidden = errors.New("identity: insufficient privileges")
 	// ErrUnauthorized: a managed-identity secret is missing or wrong.
 	ErrUnauthorized = errors.New("identity: managed identity secret not accepted")
+	// ErrSubscriptionNotFound and ErrResourceGroupNotFound: the ARM scope
+	// of a user-assigned identity does not exist.
+	ErrSubscriptionNotFound  = errors.New("identity: subscription not found")
+	ErrResourceGroupNotFound = errors.New("identity: resource group not found")
 )
 
 // ARM is what identity needs from the resource manager (subscriptions and

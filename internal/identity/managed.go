@@ -46,18 +46,31 @@ func miKey(id string) string { return strings.ToLower(id) }
 // checkScope resolves the subscription's tenant and that the group exists.
 func (s *Service) checkScope(ctx context.Context, sub, rg string) (string, error) {
 	if s.cfg.ARM == nil {
-		return "", fmt.Errorf("subscription %s: %w", sub, ErrNotFound)
+		return "", fmt.Errorf("subscription %s: %w", sub, ErrSubscriptionNotFound)
 	}
 	tenant, err := s.cfg.ARM.TenantOfSubscription(ctx, sub)
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, ErrNotFound) {
+		return "", fmt.Errorf("subscription %s: %w", sub, ErrSubscriptionNotFound)
+	}
 	if err != nil {
 		return "", err
 	}
 	if rg != "" {
-		if err := s.cfg.ARM.ResourceGroupExists(ctx, sub, rg); err != nil {
+		err := s.cfg.ARM.ResourceGroupExists(ctx, sub, rg)
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, ErrNotFound) {
+			return "", fmt.Errorf("resource group %s: %w", rg, ErrResourceGroupNotFound)
+		}
+		if err != nil {
 			return "", err
 		}
 	}
 	return strings.ToLower(tenant), nil
+}
+
+// SubscriptionTenant returns the tenant a subscription belongs to (and
+// checks the resource group when rg is not "").
+func (s *Service) SubscriptionTenant(ctx context.Context, sub, rg string) (string, error) {
+	return s.checkScope(ctx, sub, rg)
 }
 
 // PutUserAssignedIdentity creates the identity (new principal and client
