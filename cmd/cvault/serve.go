@@ -1,0 +1,106 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cvault/cvault/internal/app"
+	"github.com/cvault/cvault/internal/barrier"
+)
+
+func newServeCmd() *cobra.Command {
+	var (
+		cfg         app.Config
+		rootKeyFile string
+		logLevel    string
+		logJSON     bool
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the cvault server (identity, ARM, key vault, attestation) on one HTTPS listener",
+		Long: `Run the cvault server.
+
+On first start it creates the data dir with a root key (embedded store only), a local CA
+and a TLS certificate, and prints how clients trust the CA. Restarts reuse them.
+
+The root key seals every secret at rest. With --store postgres://… no key is generated:
+pass CVAULT_ROOT_KEY (64 hex characters or base64 of 32 bytes) or --root-key-file.
+Several servers pointed at one PostgreSQL database serve the same tenants, vaults and keys.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger, err := newLogger(logLevel, logJSON)
+			if err != nil {
+				return err
+			}
+			cfg.Logger = logger
+			if cfg.StoreURL == "" {
+				cfg.StoreURL = os.Getenv("CVAULT_STORE")
+			}
+			if cfg.RootKey, err = rootKey(rootKeyFile); err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			a, err := app.New(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "cvault %s serving %s on %s\n", version, a.BaseURL, a.Addr())
+			if a.TLSFiles.CAPath != "" {
+				fmt.Fprintf(out, "CA certificate: %s\n  trust it with: export SSL_CERT_FILE=%s\n", a.TLSFiles.CAPath, a.TLSFiles.CAPath)
+			}
+			if a.RootKeyCreated {
+				fmt.Fprintf(out, "Generated root key: %s (keep it; it seals every secret in the store)\n", cfg.DataDir+"/root.key")
+			}
+			return a.Serve(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:8443", "address to listen on (host:port)")
+	f.StringVar(&cfg.URL, "url", "", "public base URL, the only source of absolute URLs (default https://localhost:<listen port>; stored on first start)")
+	f.StringVar(&cfg.DataDir, "data", "./cvault-data", "data directory (embedded store, root key, CA, TLS files)")
+	f.StringVar(&cfg.StoreURL, "store", "", "store: empty for the embedded store in --data, or postgres://… (env CVAULT_STORE)")
+	f.StringVar(&rootKeyFile, "root-key-file", "", "file holding the root key (default: env CVAULT_ROOT_KEY, else --data/root.key for the embedded store)")
+	f.StringVar(&cfg.VaultDomain, "vault-domain", "vault.localhost", "parent domain of vault hosts ({vault}.{vault-domain})")
+	f.StringVar(&cfg.TLSCertFile, "tls-cert", "", "TLS certificate chain (PEM) to use instead of the generated one")
+	f.StringVar(&cfg.TLSKeyFile, "tls-key", "", "TLS private key (PEM) for --tls-cert")
+	f.StringSliceVar(&cfg.Hostnames, "hostname", nil, "extra DNS names or IPs for the generated TLS certificate (repeatable)")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.BoolVar(&logJSON, "log-json", false, "log as JSON lines instead of text")
+	return cmd
+}
+
+// rootKey reads the operator's root key: --root-key-file, else CVAULT_ROOT_KEY,
+// else nil (the embedded store's generated key file).
+func rootKey(file string) ([]byte, error) {
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("root key: %w", err)
+		}
+		return barrier.ParseKey(b)
+	}
+	if v := os.Getenv("CVAULT_ROOT_KEY"); v != "" {
+		return barrier.ParseKey([]byte(v))
+	}
+	return nil, nil
+}
+
+func newLogger(level string, json bool) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	if json {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+}
