@@ -26,6 +26,8 @@ import (
 	"github.com/cvault/cvault/internal/arm/armhttp"
 	"github.com/cvault/cvault/internal/authn"
 	"github.com/cvault/cvault/internal/barrier"
+	"github.com/cvault/cvault/internal/identity"
+	"github.com/cvault/cvault/internal/identity/idhttp"
 	"github.com/cvault/cvault/internal/pki"
 	"github.com/cvault/cvault/internal/route"
 	"github.com/cvault/cvault/internal/server"
@@ -73,7 +75,11 @@ type App struct {
 	// TLSFiles are the CA/cert/key paths in the data dir (when generated).
 	TLSFiles  pki.ServerFiles
 	Bootstrap Bootstrap
-	ARM       *arm.Service
+	// Admin holds the bootstrap administrator's credentials on the start
+	// that created them (also written to DataDir/admin.json), else nil.
+	Admin    *identity.AdminCredentials
+	ARM      *arm.Service
+	Identity *identity.Service
 	// RootKeyCreated reports that this start generated the root key file.
 	RootKeyCreated bool
 	listener       net.Listener
@@ -141,12 +147,24 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if a.Bootstrap, err = a.bootstrap(ctx, armSvc); err != nil {
+	// Identity: tenants, principals, tokens; it verifies every bearer token.
+	idSvc, err := identity.New(identity.Config{BaseURL: a.BaseURL, Store: a.Store, Barrier: a.Sealer,
+		Logger: cfg.Logger, ARM: armSvc, Now: cfg.Now})
+	if err != nil {
+		return nil, err
+	}
+	a.Identity = idSvc
+	if cfg.Authenticator == nil {
+		cfg.Authenticator = idSvc
+	}
+	if a.Bootstrap, err = a.bootstrap(ctx, armSvc, idSvc); err != nil {
 		return nil, err
 	}
 	var authorizer armhttp.Authorizer = adminOnly{adminObjectID: a.Bootstrap.AdminObjectID}
 	routes = append(routes, armhttp.Routes(armSvc, authorizer, base)...)
 	a.ARM = armSvc
+	// Until authz lands, identity's ARM routes allow directory administrators only.
+	routes = append(routes, idhttp.Routes(idSvc, directoryAdmins{idSvc})...)
 
 	a.Server, err = server.New(server.Config{
 		BaseURL:       a.BaseURL,
