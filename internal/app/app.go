@@ -25,6 +25,8 @@ import (
 	"github.com/cvault/cvault/internal/arm"
 	"github.com/cvault/cvault/internal/arm/armhttp"
 	"github.com/cvault/cvault/internal/authn"
+	"github.com/cvault/cvault/internal/authz"
+	"github.com/cvault/cvault/internal/authz/authzhttp"
 	"github.com/cvault/cvault/internal/barrier"
 	"github.com/cvault/cvault/internal/identity"
 	"github.com/cvault/cvault/internal/identity/idhttp"
@@ -79,6 +81,7 @@ type App struct {
 	// that created them (also written to DataDir/admin.json), else nil.
 	Admin    *identity.AdminCredentials
 	ARM      *arm.Service
+	Authz    *authz.Service
 	Identity *identity.Service
 	// RootKeyCreated reports that this start generated the root key file.
 	RootKeyCreated bool
@@ -160,11 +163,21 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 	if a.Bootstrap, err = a.bootstrap(ctx, armSvc, idSvc); err != nil {
 		return nil, err
 	}
-	var authorizer armhttp.Authorizer = adminOnly{adminObjectID: a.Bootstrap.AdminObjectID}
-	routes = append(routes, armhttp.Routes(armSvc, authorizer, base)...)
+
+	// Authorization: RBAC role definitions and assignments; the bootstrap
+	// admin is Owner of the bootstrap subscription. Every http package's
+	// Authorizer is this service.
+	if a.Authz, err = authz.New(authz.Config{Store: a.Store, Logger: cfg.Logger, Now: cfg.Now}); err != nil {
+		return nil, err
+	}
+	if err := a.Authz.Bootstrap(ctx, a.Bootstrap.TenantID, a.Bootstrap.SubscriptionID, a.Bootstrap.AdminObjectID); err != nil {
+		return nil, err
+	}
+	routes = append(routes, authzhttp.Routes(a.Authz)...)
+
+	routes = append(routes, armhttp.Routes(armSvc, a.Authz, base)...)
 	a.ARM = armSvc
-	// Until authz lands, identity's ARM routes allow directory administrators only.
-	routes = append(routes, idhttp.Routes(idSvc, directoryAdmins{idSvc})...)
+	routes = append(routes, idhttp.Routes(idSvc, a.Authz)...)
 
 	a.Server, err = server.New(server.Config{
 		BaseURL:       a.BaseURL,

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 
 	"github.com/cvault/cvault/internal/arm"
-	"github.com/cvault/cvault/internal/authn"
 	"github.com/cvault/cvault/internal/identity"
 	"github.com/cvault/cvault/internal/store"
 )
@@ -96,38 +95,10 @@ func ReadAdminFile(dir string) (*identity.AdminCredentials, error) {
 	return &c, nil
 }
 
-// directoryAdmins is identity's ARM authorizer until authz lands: only a
-// directory administrator of the caller's tenant may act.
-type directoryAdmins struct{ svc *identity.Service }
-
-func (d directoryAdmins) Check(ctx context.Context, p *authn.Principal, _, _ string) error {
-	ok, err := d.svc.IsDirectoryAdmin(ctx, p)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return errNotAdmin
-	}
-	return nil
-}
-
 func newGUID() string {
 	var u [16]byte
 	_, _ = rand.Read(u[:])
 	u[6] = u[6]&0x0f | 0x40
 	u[8] = u[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
-}
-
-// adminOnly is the authorizer in force until RBAC is wired: only the
-// bootstrap admin may do anything (deny by default).
-type adminOnly struct{ adminObjectID string }
-
-var errNotAdmin = errors.New("only the bootstrap administrator may do this until role assignments are enabled")
-
-func (a adminOnly) Check(_ context.Context, p *authn.Principal, _, _ string) error {
-	if p == nil || p.ObjectID == "" || p.ObjectID != a.adminObjectID {
-		return errNotAdmin
-	}
-	return nil
 }

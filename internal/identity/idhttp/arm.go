@@ -69,13 +69,13 @@ func (h *handler) authorize(r *http.Request, action, scope string) (*authn.Princ
 	if err != nil {
 		return nil, err
 	}
-	tenant, err := h.svc.SubscriptionTenant(r.Context(), r.PathValue("sub"), "")
+	tenant, err := h.svc.SubscriptionTenant(r.Context(), r.PathValue("subscriptionId"), "")
 	if err != nil {
 		return nil, armError(err)
 	}
 	if !strings.EqualFold(tenant, p.TenantID) {
-		return nil, azure.Errorf(http.StatusUnauthorized, "InvalidAuthenticationTokenTenant",
-			"The access token is from the wrong issuer '%s'. It must match the tenant associated with this subscription.", p.Issuer)
+		// Another tenant's subscription does not exist for this caller.
+		return nil, armError(identity.ErrSubscriptionNotFound)
 	}
 	if h.az == nil {
 		return nil, denied(p, action, scope, errors.New("no authorizer configured"))
@@ -97,18 +97,18 @@ func denied(p *authn.Principal, action, scope string, err error) error {
 }
 
 func identityID(r *http.Request) string {
-	return identity.IdentityResourceID(r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"))
+	return identity.IdentityResourceID(r.PathValue("subscriptionId"), r.PathValue("resourceGroupName"), r.PathValue("identityName"))
 }
 
 func (h *handler) listIdentities(w http.ResponseWriter, r *http.Request) error {
-	scope := "/subscriptions/" + r.PathValue("sub")
-	if rg := r.PathValue("rg"); rg != "" {
+	scope := "/subscriptions/" + r.PathValue("subscriptionId")
+	if rg := r.PathValue("resourceGroupName"); rg != "" {
 		scope += "/resourceGroups/" + rg
 	}
 	if _, err := h.authorize(r, actionRead, scope); err != nil {
 		return err
 	}
-	list, err := h.svc.ListUserAssignedIdentities(r.Context(), r.PathValue("sub"), r.PathValue("rg"))
+	list, err := h.svc.ListUserAssignedIdentities(r.Context(), r.PathValue("subscriptionId"), r.PathValue("resourceGroupName"))
 	if err != nil {
 		return armError(err)
 	}
@@ -131,7 +131,7 @@ func (h *handler) putIdentity(w http.ResponseWriter, r *http.Request) error {
 	if err := azure.DecodeJSON(r, 0, azure.CodeInvalidRequestContent, false, &body); err != nil {
 		return err
 	}
-	mi, created, err := h.svc.PutUserAssignedIdentity(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"), body.Location, body.Tags)
+	mi, created, err := h.svc.PutUserAssignedIdentity(r.Context(), r.PathValue("subscriptionId"), r.PathValue("resourceGroupName"), r.PathValue("identityName"), body.Location, body.Tags)
 	if err != nil {
 		return armError(err)
 	}
@@ -153,14 +153,14 @@ func (h *handler) patchIdentity(w http.ResponseWriter, r *http.Request) error {
 	if err := azure.DecodeJSON(r, 0, azure.CodeInvalidRequestContent, true, &body); err != nil {
 		return err
 	}
-	cur, err := h.svc.GetUserAssignedIdentity(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"))
+	cur, err := h.svc.GetUserAssignedIdentity(r.Context(), r.PathValue("subscriptionId"), r.PathValue("resourceGroupName"), r.PathValue("identityName"))
 	if err != nil {
 		return armError(err)
 	}
 	if body.Tags != nil {
 		cur.Tags = body.Tags
 	}
-	mi, _, err := h.svc.PutUserAssignedIdentity(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"), cur.Location, cur.Tags)
+	mi, _, err := h.svc.PutUserAssignedIdentity(r.Context(), r.PathValue("subscriptionId"), r.PathValue("resourceGroupName"), r.PathValue("identityName"), cur.Location, cur.Tags)
 	if err != nil {
 		return armError(err)
 	}
@@ -172,7 +172,7 @@ func (h *handler) getIdentity(w http.ResponseWriter, r *http.Request) error {
 	if _, err := h.authorize(r, actionRead, identityID(r)); err != nil {
 		return err
 	}
-	mi, err := h.svc.GetUserAssignedIdentity(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"))
+	mi, err := h.svc.GetUserAssignedIdentity(r.Context(), r.PathValue("subscriptionId"), r.PathValue("resourceGroupName"), r.PathValue("identityName"))
 	if err != nil {
 		return armError(err)
 	}
@@ -184,7 +184,7 @@ func (h *handler) deleteIdentity(w http.ResponseWriter, r *http.Request) error {
 	if _, err := h.authorize(r, actionDelete, identityID(r)); err != nil {
 		return err
 	}
-	existed, err := h.svc.DeleteUserAssignedIdentity(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"))
+	existed, err := h.svc.DeleteUserAssignedIdentity(r.Context(), r.PathValue("subscriptionId"), r.PathValue("resourceGroupName"), r.PathValue("identityName"))
 	if err != nil {
 		return armError(err)
 	}
@@ -202,7 +202,7 @@ func (h *handler) issueIdentitySecret(w http.ResponseWriter, r *http.Request) er
 	if _, err := h.authorize(r, actionAssign, identityID(r)); err != nil {
 		return err
 	}
-	secret, err := h.svc.IssueIdentitySecret(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"))
+	secret, err := h.svc.IssueIdentitySecret(r.Context(), r.PathValue("subscriptionId"), r.PathValue("resourceGroupName"), r.PathValue("identityName"))
 	if err != nil {
 		return armError(err)
 	}
@@ -216,7 +216,7 @@ func (h *handler) listIdentityFICs(w http.ResponseWriter, r *http.Request) error
 	if _, err := h.authorize(r, actionFICRead, identityID(r)); err != nil {
 		return err
 	}
-	mi, err := h.svc.GetUserAssignedIdentity(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"))
+	mi, err := h.svc.GetUserAssignedIdentity(r.Context(), r.PathValue("subscriptionId"), r.PathValue("resourceGroupName"), r.PathValue("identityName"))
 	if err != nil {
 		return armError(err)
 	}
@@ -229,7 +229,7 @@ func (h *handler) listIdentityFICs(w http.ResponseWriter, r *http.Request) error
 }
 
 func (h *handler) putIdentityFIC(w http.ResponseWriter, r *http.Request) error {
-	scope := identityID(r) + "/federatedIdentityCredentials/" + r.PathValue("fic")
+	scope := identityID(r) + "/federatedIdentityCredentials/" + r.PathValue("ficName")
 	if _, err := h.authorize(r, actionFICWrite, scope); err != nil {
 		return err
 	}
@@ -243,9 +243,9 @@ func (h *handler) putIdentityFIC(w http.ResponseWriter, r *http.Request) error {
 	if err := azure.DecodeJSON(r, 0, azure.CodeInvalidRequestContent, false, &body); err != nil {
 		return err
 	}
-	f := identity.FederatedCredential{Name: r.PathValue("fic"), Issuer: body.Properties.Issuer, Subject: body.Properties.Subject,
+	f := identity.FederatedCredential{Name: r.PathValue("ficName"), Issuer: body.Properties.Issuer, Subject: body.Properties.Subject,
 		Audiences: body.Properties.Audiences}
-	out, created, err := h.svc.PutIdentityFederatedCredential(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"), f)
+	out, created, err := h.svc.PutIdentityFederatedCredential(r.Context(), r.PathValue("subscriptionId"), r.PathValue("resourceGroupName"), r.PathValue("identityName"), f)
 	if err != nil {
 		return armError(err)
 	}
@@ -258,16 +258,16 @@ func (h *handler) putIdentityFIC(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) getIdentityFIC(w http.ResponseWriter, r *http.Request) error {
-	scope := identityID(r) + "/federatedIdentityCredentials/" + r.PathValue("fic")
+	scope := identityID(r) + "/federatedIdentityCredentials/" + r.PathValue("ficName")
 	if _, err := h.authorize(r, actionFICRead, scope); err != nil {
 		return err
 	}
-	mi, err := h.svc.GetUserAssignedIdentity(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"))
+	mi, err := h.svc.GetUserAssignedIdentity(r.Context(), r.PathValue("subscriptionId"), r.PathValue("resourceGroupName"), r.PathValue("identityName"))
 	if err != nil {
 		return armError(err)
 	}
 	for _, f := range mi.FederatedCredentials {
-		if strings.EqualFold(f.Name, r.PathValue("fic")) {
+		if strings.EqualFold(f.Name, r.PathValue("ficName")) {
 			azure.WriteJSON(w, http.StatusOK, toARMFIC(mi.ID, f))
 			return nil
 		}
@@ -276,11 +276,11 @@ func (h *handler) getIdentityFIC(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) deleteIdentityFIC(w http.ResponseWriter, r *http.Request) error {
-	scope := identityID(r) + "/federatedIdentityCredentials/" + r.PathValue("fic")
+	scope := identityID(r) + "/federatedIdentityCredentials/" + r.PathValue("ficName")
 	if _, err := h.authorize(r, actionFICDelete, scope); err != nil {
 		return err
 	}
-	existed, err := h.svc.DeleteIdentityFederatedCredential(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"), r.PathValue("fic"))
+	existed, err := h.svc.DeleteIdentityFederatedCredential(r.Context(), r.PathValue("subscriptionId"), r.PathValue("resourceGroupName"), r.PathValue("identityName"), r.PathValue("ficName"))
 	if err != nil {
 		return armError(err)
 	}

@@ -44,7 +44,7 @@ func Routes(svc *identity.Service, az Authorizer) []route.Route {
 	graph := func(method, pattern string, fn route.HandlerFunc) route.Route {
 		return route.Route{Method: method, Pattern: "/graph/v1.0" + pattern, Auth: route.Bearer, Service: route.Graph, Handler: fn}
 	}
-	const mi = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities"
+	const mi = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.ManagedIdentity/userAssignedIdentities"
 	arm := func(method, pattern string, fn route.HandlerFunc) route.Route {
 		return route.Route{Method: method, Pattern: pattern, Auth: route.Bearer, Service: route.ARM, APIVersions: armVersions, Handler: fn}
 	}
@@ -76,17 +76,17 @@ func Routes(svc *identity.Service, az Authorizer) []route.Route {
 		graph("GET", "/servicePrincipals/{id}", h.getServicePrincipal),
 		graph("DELETE", "/servicePrincipals/{id}", h.deleteServicePrincipal),
 
-		arm("GET", "/subscriptions/{sub}/providers/Microsoft.ManagedIdentity/userAssignedIdentities", h.listIdentities),
+		arm("GET", "/subscriptions/{subscriptionId}/providers/Microsoft.ManagedIdentity/userAssignedIdentities", h.listIdentities),
 		arm("GET", mi, h.listIdentities),
-		arm("PUT", mi+"/{name}", h.putIdentity),
-		arm("PATCH", mi+"/{name}", h.patchIdentity),
-		arm("GET", mi+"/{name}", h.getIdentity),
-		arm("DELETE", mi+"/{name}", h.deleteIdentity),
-		arm("POST", mi+"/{name}/secret", h.issueIdentitySecret),
-		arm("GET", mi+"/{name}/federatedIdentityCredentials", h.listIdentityFICs),
-		arm("PUT", mi+"/{name}/federatedIdentityCredentials/{fic}", h.putIdentityFIC),
-		arm("GET", mi+"/{name}/federatedIdentityCredentials/{fic}", h.getIdentityFIC),
-		arm("DELETE", mi+"/{name}/federatedIdentityCredentials/{fic}", h.deleteIdentityFIC),
+		arm("PUT", mi+"/{identityName}", h.putIdentity),
+		arm("PATCH", mi+"/{identityName}", h.patchIdentity),
+		arm("GET", mi+"/{identityName}", h.getIdentity),
+		arm("DELETE", mi+"/{identityName}", h.deleteIdentity),
+		arm("POST", mi+"/{identityName}/secret", h.issueIdentitySecret),
+		arm("GET", mi+"/{identityName}/federatedIdentityCredentials", h.listIdentityFICs),
+		arm("PUT", mi+"/{identityName}/federatedIdentityCredentials/{ficName}", h.putIdentityFIC),
+		arm("GET", mi+"/{identityName}/federatedIdentityCredentials/{ficName}", h.getIdentityFIC),
+		arm("DELETE", mi+"/{identityName}/federatedIdentityCredentials/{ficName}", h.deleteIdentityFIC),
 	}
 }
 
