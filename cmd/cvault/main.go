@@ -35,6 +35,7 @@ Start a server with 'cvault serve'; every command's --help lists its flags.`,
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServeCmd(), newVersionCmd(), newBenchCmd())
+	root.AddCommand(newTenantCmd(), newGroupCmd(), newAppCmd(), newSPCmd(), newIdentityCmd(), newRoleCmd(), newGuestCmd())
 	return root
 }
 
