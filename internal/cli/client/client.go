@@ -213,21 +213,34 @@ func authorityBase(a string) string {
 	return a
 }
 
-// LoadCA reads the CA to trust: file, else $SSL_CERT_FILE, else dataDir/ca.pem.
+// LoadCA returns the roots to trust: file alone when given; otherwise
+// the certificates of $SSL_CERT_FILE and of dataDir/ca.pem, whichever
+// exist (a system-wide SSL_CERT_FILE must not hide the data dir's CA).
 func LoadCA(file, dataDir string) (*x509.CertPool, error) {
+	files := []string{file}
 	if file == "" {
-		file = os.Getenv("SSL_CERT_FILE")
-	}
-	if file == "" {
-		file = filepath.Join(dataDir, CAFile)
-	}
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("CA: %w (pass --ca or --data)", err)
+		files = []string{os.Getenv("SSL_CERT_FILE"), filepath.Join(dataDir, CAFile)}
 	}
 	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("CA: no certificate in %s", file)
+	found := false
+	for _, f := range files {
+		if f == "" {
+			continue
+		}
+		pem, err := os.ReadFile(f)
+		if errors.Is(err, fs.ErrNotExist) && file == "" {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("CA: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA: no certificate in %s", f)
+		}
+		found = true
+	}
+	if !found {
+		return nil, fmt.Errorf("CA: neither $SSL_CERT_FILE nor %s exists (pass --ca or --data)", filepath.Join(dataDir, CAFile))
 	}
 	return pool, nil
 }
