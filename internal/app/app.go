@@ -31,6 +31,8 @@ import (
 	"github.com/cvault/cvault/internal/compute/blockstore"
 	"github.com/cvault/cvault/internal/compute/diskdata"
 	"github.com/cvault/cvault/internal/compute/diskdata/diskhttp"
+	"github.com/cvault/cvault/internal/identity"
+	"github.com/cvault/cvault/internal/identity/idhttp"
 	"github.com/cvault/cvault/internal/pki"
 	"github.com/cvault/cvault/internal/route"
 	"github.com/cvault/cvault/internal/server"
@@ -81,11 +83,15 @@ type App struct {
 	// TLSFiles are the CA/cert/key paths in the data dir (when generated).
 	TLSFiles  pki.ServerFiles
 	Bootstrap Bootstrap
-	ARM       *arm.Service
+	// Admin holds the bootstrap administrator's credentials on the start
+	// that created them (also written to DataDir/admin.json), else nil.
+	Admin    *identity.AdminCredentials
+	ARM      *arm.Service
+	Authz    *authz.Service
+	Identity *identity.Service
 	// DiskData is the managed-disk data service (encrypted blocks, signed URLs).
 	DiskData   *diskdata.Service
 	diskBlocks *blockstore.Dir
-	Authz      *authz.Service
 	// RootKeyCreated reports that this start generated the root key file.
 	RootKeyCreated bool
 	listener       net.Listener
@@ -153,7 +159,17 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if a.Bootstrap, err = a.bootstrap(ctx, armSvc); err != nil {
+	// Identity: tenants, principals, tokens; it verifies every bearer token.
+	idSvc, err := identity.New(identity.Config{BaseURL: a.BaseURL, Store: a.Store, Barrier: a.Sealer,
+		Logger: cfg.Logger, ARM: armSvc, Now: cfg.Now})
+	if err != nil {
+		return nil, err
+	}
+	a.Identity = idSvc
+	if cfg.Authenticator == nil {
+		cfg.Authenticator = idSvc
+	}
+	if a.Bootstrap, err = a.bootstrap(ctx, armSvc, idSvc); err != nil {
 		return nil, err
 	}
 
@@ -170,6 +186,7 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 
 	routes = append(routes, armhttp.Routes(armSvc, a.Authz, base)...)
 	a.ARM = armSvc
+	routes = append(routes, idhttp.Routes(idSvc, a.Authz)...)
 
 	// Managed-disk data path: encrypted block store and signed-URL routes.
 	if err := a.newDiskData(ctx); err != nil {
