@@ -102,13 +102,13 @@ type Service struct {
 func New(cfg Config) (*Service, error) {
 	var errs []error
 	if cfg.Store == nil {
-		errs = append(errs, errors.New("Store is required"))
+		errs = append(errs, errors.New("diskdata: Store is required"))
 	}
 	if cfg.Sealer == nil {
-		errs = append(errs, errors.New("Sealer is required"))
+		errs = append(errs, errors.New("diskdata: Sealer is required"))
 	}
 	if cfg.Blocks == nil {
-		errs = append(errs, errors.New("Blocks is required"))
+		errs = append(errs, errors.New("diskdata: Blocks is required"))
 	}
 	if cfg.Platform == nil {
 		errs = append(errs, errors.New("Platform is required"))
