@@ -29,7 +29,7 @@ func addClientFlags(cmd *cobra.Command, f *clientFlags) {
 	p := cmd.PersistentFlags()
 	p.StringVar(&f.server, "server", "", "cvault base URL (default: the authority in the credentials file, else "+client.DefaultServer+")")
 	p.StringVar(&f.data, "data", client.DefaultDataDir, "data dir holding admin.json and ca.pem")
-	p.StringVar(&f.ca, "ca", "", "CA certificate to trust (default: $SSL_CERT_FILE, else DATA/ca.pem)")
+	p.StringVar(&f.ca, "ca", "", "CA certificate to trust (default: $SSL_CERT_FILE and DATA/ca.pem)")
 	p.StringVar(&f.credentials, "credentials", "", "credentials file in admin.json's shape (default DATA/admin.json)")
 	p.StringVar(&f.tenant, "tenant", "", "tenant ID of the credentials")
 	p.StringVar(&f.clientID, "client-id", "", "client (app) ID to sign in as; secret from $"+client.SecretEnv)
