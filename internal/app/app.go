@@ -24,6 +24,8 @@ import (
 
 	"github.com/cvault/cvault/internal/arm"
 	"github.com/cvault/cvault/internal/arm/armhttp"
+	"github.com/cvault/cvault/internal/attest/attesthttp"
+	"github.com/cvault/cvault/internal/attest/instance"
 	"github.com/cvault/cvault/internal/authn"
 	"github.com/cvault/cvault/internal/barrier"
 	"github.com/cvault/cvault/internal/pki"
@@ -59,6 +61,9 @@ type Config struct {
 	// Authenticator replaces the identity service's token verification;
 	// tests of services that do not exercise identity use it.
 	Authenticator authn.Authenticator
+	// SimulatedRootsPEM are simulated SEV-SNP roots the attestation service trusts
+	// (`--trust-sim-root`, from `cvault sim root`); nil refuses simulated evidence.
+	SimulatedRootsPEM []byte
 }
 
 // App is a built server.
@@ -74,6 +79,8 @@ type App struct {
 	TLSFiles  pki.ServerFiles
 	Bootstrap Bootstrap
 	ARM       *arm.Service
+	// Attestation holds the attestation instances (issuer URLs and token keys for key release).
+	Attestation *instance.Service
 	// RootKeyCreated reports that this start generated the root key file.
 	RootKeyCreated bool
 	listener       net.Listener
@@ -147,6 +154,12 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 	var authorizer armhttp.Authorizer = adminOnly{adminObjectID: a.Bootstrap.AdminObjectID}
 	routes = append(routes, armhttp.Routes(armSvc, authorizer, base)...)
 	a.ARM = armSvc
+
+	// Attestation: instances, with `default` created on first start.
+	if a.Attestation, err = a.attestation(ctx, reg); err != nil {
+		return nil, err
+	}
+	routes = append(routes, attesthttp.Routes(a.Attestation, authorizer)...)
 
 	a.Server, err = server.New(server.Config{
 		BaseURL:       a.BaseURL,
