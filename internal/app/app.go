@@ -27,7 +27,11 @@ import (
 	"github.com/cvault/cvault/internal/attest/attesthttp"
 	"github.com/cvault/cvault/internal/attest/instance"
 	"github.com/cvault/cvault/internal/authn"
+	"github.com/cvault/cvault/internal/authz"
+	"github.com/cvault/cvault/internal/authz/authzhttp"
 	"github.com/cvault/cvault/internal/barrier"
+	"github.com/cvault/cvault/internal/identity"
+	"github.com/cvault/cvault/internal/identity/idhttp"
 	"github.com/cvault/cvault/internal/pki"
 	"github.com/cvault/cvault/internal/route"
 	"github.com/cvault/cvault/internal/server"
@@ -78,7 +82,12 @@ type App struct {
 	// TLSFiles are the CA/cert/key paths in the data dir (when generated).
 	TLSFiles  pki.ServerFiles
 	Bootstrap Bootstrap
-	ARM       *arm.Service
+	// Admin holds the bootstrap administrator's credentials on the start
+	// that created them (also written to DataDir/admin.json), else nil.
+	Admin    *identity.AdminCredentials
+	ARM      *arm.Service
+	Authz    *authz.Service
+	Identity *identity.Service
 	// Attestation holds the attestation instances (issuer URLs and token keys for key release).
 	Attestation *instance.Service
 	// RootKeyCreated reports that this start generated the root key file.
@@ -148,18 +157,40 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if a.Bootstrap, err = a.bootstrap(ctx, armSvc); err != nil {
+	// Identity: tenants, principals, tokens; it verifies every bearer token.
+	idSvc, err := identity.New(identity.Config{BaseURL: a.BaseURL, Store: a.Store, Barrier: a.Sealer,
+		Logger: cfg.Logger, ARM: armSvc, Now: cfg.Now})
+	if err != nil {
 		return nil, err
 	}
-	var authorizer armhttp.Authorizer = adminOnly{adminObjectID: a.Bootstrap.AdminObjectID}
-	routes = append(routes, armhttp.Routes(armSvc, authorizer, base)...)
+	a.Identity = idSvc
+	if cfg.Authenticator == nil {
+		cfg.Authenticator = idSvc
+	}
+	if a.Bootstrap, err = a.bootstrap(ctx, armSvc, idSvc); err != nil {
+		return nil, err
+	}
+
+	// Authorization: RBAC role definitions and assignments; the bootstrap
+	// admin is Owner of the bootstrap subscription. Every http package's
+	// Authorizer is this service.
+	if a.Authz, err = authz.New(authz.Config{Store: a.Store, Logger: cfg.Logger, Now: cfg.Now}); err != nil {
+		return nil, err
+	}
+	if err := a.Authz.Bootstrap(ctx, a.Bootstrap.TenantID, a.Bootstrap.SubscriptionID, a.Bootstrap.AdminObjectID); err != nil {
+		return nil, err
+	}
+	routes = append(routes, authzhttp.Routes(a.Authz)...)
+
+	routes = append(routes, armhttp.Routes(armSvc, a.Authz, base)...)
 	a.ARM = armSvc
+	routes = append(routes, idhttp.Routes(idSvc, a.Authz)...)
 
 	// Attestation: instances, with `default` created on first start.
 	if a.Attestation, err = a.attestation(ctx, reg); err != nil {
 		return nil, err
 	}
-	routes = append(routes, attesthttp.Routes(a.Attestation, authorizer)...)
+	routes = append(routes, attesthttp.Routes(a.Attestation, a.Authz, "/subscriptions/"+a.Bootstrap.SubscriptionID)...)
 
 	a.Server, err = server.New(server.Config{
 		BaseURL:       a.BaseURL,

@@ -1,10 +1,10 @@
 package app_test
 
 import (
-	"encoding/base64"
-	"encoding/hex"
 	"crypto/ecdsa"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
 	"testing"
 
 	"github.com/cvault/cvault/internal/cvaulttest"

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/cvault/cvault/internal/attest/instance"
@@ -34,12 +35,10 @@ type Authorizer interface {
 // every later (preview) date.
 var APIVersions = azure.Versions("2018-09-01-preview", "2020-10-01").AndDatesFrom("2020-10-01")
 
-// Authorization actions and scope of the admin routes. Instances are not ARM resources; their
-// scope sits at the provider root so role assignments at "/" (or on the scope itself) govern them.
+// Authorization actions of the admin routes.
 const (
 	ActionRead  = "Microsoft.Attestation/attestationProviders/read"
 	ActionWrite = "Microsoft.Attestation/attestationProviders/write"
-	scopeRoot   = "/providers/Microsoft.Attestation/attestationProviders"
 )
 
 // Error codes of refusals.
@@ -49,13 +48,21 @@ const (
 )
 
 type handlers struct {
-	svc *instance.Service
-	az  Authorizer
+	svc       *instance.Service
+	az        Authorizer
+	scopeRoot string
+	governing string
 }
 
-// Routes returns the attestation routes.
-func Routes(svc *instance.Service, az Authorizer) []route.Route {
-	h := &handlers{svc: svc, az: az}
+// Routes returns the attestation routes. Instances are server-wide, not ARM resources; the
+// admin routes check the caller at scope
+// {governingScope}/providers/Microsoft.Attestation/attestationProviders/{instance} (the list
+// at governingScope), where
+// governingScope is the subscription whose role assignments govern instances (`serve` passes
+// the bootstrap subscription, whose Owner is the bootstrap admin).
+func Routes(svc *instance.Service, az Authorizer, governingScope string) []route.Route {
+	governingScope = strings.TrimRight(governingScope, "/")
+	h := &handlers{svc: svc, az: az, governing: governingScope, scopeRoot: governingScope + "/providers/Microsoft.Attestation/attestationProviders"}
 	pub := func(method, pattern string, versions azure.APIVersions, fn route.HandlerFunc) route.Route {
 		return route.Route{Method: method, Pattern: pattern, Auth: route.Public, Service: route.Attestation, APIVersions: versions, Handler: fn}
 	}
@@ -154,7 +161,7 @@ func (h *handlers) authorize(r *http.Request, action, scope string) error {
 }
 
 func (h *handlers) list(w http.ResponseWriter, r *http.Request) error {
-	if err := h.authorize(r, ActionRead, scopeRoot); err != nil {
+	if err := h.authorize(r, ActionRead, h.governing); err != nil {
 		return err
 	}
 	all, err := h.svc.List(r.Context())
@@ -171,7 +178,7 @@ func (h *handlers) list(w http.ResponseWriter, r *http.Request) error {
 
 func (h *handlers) get(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("instance")
-	if err := h.authorize(r, ActionRead, scopeRoot+"/"+name); err != nil {
+	if err := h.authorize(r, ActionRead, h.scopeRoot+"/"+name); err != nil {
 		return err
 	}
 	inst, err := h.svc.Get(r.Context(), name)
@@ -184,7 +191,7 @@ func (h *handlers) get(w http.ResponseWriter, r *http.Request) error {
 
 func (h *handlers) put(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("instance")
-	if err := h.authorize(r, ActionWrite, scopeRoot+"/"+name); err != nil {
+	if err := h.authorize(r, ActionWrite, h.scopeRoot+"/"+name); err != nil {
 		return err
 	}
 	var body settingsJSON
@@ -211,7 +218,7 @@ func (h *handlers) put(w http.ResponseWriter, r *http.Request) error {
 
 func (h *handlers) rotate(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("instance")
-	if err := h.authorize(r, ActionWrite, scopeRoot+"/"+name); err != nil {
+	if err := h.authorize(r, ActionWrite, h.scopeRoot+"/"+name); err != nil {
 		return err
 	}
 	inst, err := h.svc.RotateKey(r.Context(), name)
