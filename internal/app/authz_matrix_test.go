@@ -37,8 +37,9 @@ var matrixValues = map[string]string{
 	"resourceGroupName": "rg1", "providerNamespace": "Microsoft.KeyVault", "resourceType": "vaults", "resourceName": "v1",
 	"childType": "keys", "childName": "k1", "roleAssignmentName": "30000000-0000-0000-0000-0000000000a1",
 	"roleDefinitionId": authz.RoleReader, "namespace": "Microsoft.Resources", "location": "westeurope",
-	"operationId": "40000000-0000-0000-0000-000000000001",
-	"instance":    "default", "identityName": "mi1", "ficName": "fic1", "id": "50000000-0000-0000-0000-000000000001", "fic": "fic1",
+	"operationId":  "40000000-0000-0000-0000-000000000001",
+	"identityName": "mi1", "ficName": "fic1", "id": "50000000-0000-0000-0000-000000000001", "fic": "fic1",
+	"disk": "d1", "instance": "default",
 }
 
 const (
@@ -51,6 +52,9 @@ const (
 func matrixRows() map[string]matrixRow {
 	rows := map[string]matrixRow{
 		"GET /healthz": {public: 200}, "GET /readyz": {public: 200}, "GET /metrics": {public: 200},
+
+		// Signed disk URLs: the signature is the credential; none → 403 AuthenticationFailed.
+		"GET /disks-data/{disk}": {public: 403}, "PUT /disks-data/{disk}": {public: 403},
 
 		"GET /subscriptions":                                                                                            {deny: 200},
 		"GET /subscriptions/{subscriptionId}":                                                                           {action: "Microsoft.Resources/subscriptions/read", scope: "{sub}", deny: 403},
