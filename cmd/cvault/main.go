@@ -34,8 +34,8 @@ Start a server with 'cvault serve'; every command's --help lists its flags.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newVersionCmd(), newBenchCmd())
-	root.AddCommand(newTenantCmd(), newGroupCmd(), newAppCmd(), newSPCmd(), newIdentityCmd(), newRoleCmd(), newGuestCmd())
+	root.AddCommand(newServeCmd(), newVersionCmd(), newBenchCmd(), newSimCmd(), newGuestCmd())
+	root.AddCommand(newTenantCmd(), newGroupCmd(), newAppCmd(), newSPCmd(), newIdentityCmd(), newRoleCmd())
 	return root
 }
 

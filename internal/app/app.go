@@ -24,6 +24,8 @@ import (
 
 	"github.com/cvault/cvault/internal/arm"
 	"github.com/cvault/cvault/internal/arm/armhttp"
+	"github.com/cvault/cvault/internal/attest/attesthttp"
+	"github.com/cvault/cvault/internal/attest/instance"
 	"github.com/cvault/cvault/internal/authn"
 	"github.com/cvault/cvault/internal/authz"
 	"github.com/cvault/cvault/internal/authz/authzhttp"
@@ -69,6 +71,9 @@ type Config struct {
 	// Authenticator replaces the identity service's token verification;
 	// tests of services that do not exercise identity use it.
 	Authenticator authn.Authenticator
+	// SimulatedRootsPEM are simulated SEV-SNP roots the attestation service trusts
+	// (`--trust-sim-root`, from `cvault sim root`); nil refuses simulated evidence.
+	SimulatedRootsPEM []byte
 }
 
 // App is a built server.
@@ -89,6 +94,8 @@ type App struct {
 	ARM      *arm.Service
 	Authz    *authz.Service
 	Identity *identity.Service
+	// Attestation holds the attestation instances (issuer URLs and token keys for key release).
+	Attestation *instance.Service
 	// DiskData is the managed-disk data service (encrypted blocks, signed URLs).
 	DiskData   *diskdata.Service
 	diskBlocks *blockstore.Dir
@@ -187,6 +194,12 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 	routes = append(routes, armhttp.Routes(armSvc, a.Authz, base)...)
 	a.ARM = armSvc
 	routes = append(routes, idhttp.Routes(idSvc, a.Authz)...)
+
+	// Attestation: instances, with `default` created on first start.
+	if a.Attestation, err = a.attestation(ctx, reg); err != nil {
+		return nil, err
+	}
+	routes = append(routes, attesthttp.Routes(a.Attestation, a.Authz, "/subscriptions/"+a.Bootstrap.SubscriptionID)...)
 
 	// Managed-disk data path: encrypted block store and signed-URL routes.
 	if err := a.newDiskData(ctx); err != nil {

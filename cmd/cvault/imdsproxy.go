@@ -19,15 +19,6 @@ import (
 	"github.com/cvault/cvault/internal/localdial"
 )
 
-func newGuestCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "guest",
-		Short: "Commands that run inside a confidential VM",
-	}
-	cmd.AddCommand(newIMDSProxyCmd())
-	return cmd
-}
-
 func newIMDSProxyCmd() *cobra.Command {
 	var listen, server, secretFile, caFile, logLevel string
 	cmd := &cobra.Command{
