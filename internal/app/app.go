@@ -168,7 +168,7 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 	}
 	// Identity: tenants, principals, tokens; it verifies every bearer token.
 	idSvc, err := identity.New(identity.Config{BaseURL: a.BaseURL, Store: a.Store, Barrier: a.Sealer,
-		Logger: cfg.Logger, ARM: armSvc, Now: cfg.Now})
+		Logger: cfg.Logger, ARM: armSvc, Now: cfg.Now, TenantCreated: a.tenantCreated})
 	if err != nil {
 		return nil, err
 	}
