@@ -26,6 +26,8 @@ import (
 	"github.com/cvault/cvault/internal/arm/armhttp"
 	"github.com/cvault/cvault/internal/authn"
 	"github.com/cvault/cvault/internal/barrier"
+	"github.com/cvault/cvault/internal/keyvault"
+	"github.com/cvault/cvault/internal/keyvault/kvhttp"
 	"github.com/cvault/cvault/internal/pki"
 	"github.com/cvault/cvault/internal/route"
 	"github.com/cvault/cvault/internal/server"
@@ -59,6 +61,9 @@ type Config struct {
 	// Authenticator replaces the identity service's token verification;
 	// tests of services that do not exercise identity use it.
 	Authenticator authn.Authenticator
+	// Authorizer replaces the authorization decisions (tests of services
+	// that do not exercise authz grant through it).
+	Authorizer armhttp.Authorizer
 }
 
 // App is a built server.
@@ -74,6 +79,7 @@ type App struct {
 	TLSFiles  pki.ServerFiles
 	Bootstrap Bootstrap
 	ARM       *arm.Service
+	KeyVault  *keyvault.Service
 	// RootKeyCreated reports that this start generated the root key file.
 	RootKeyCreated bool
 	listener       net.Listener
@@ -145,8 +151,19 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 		return nil, err
 	}
 	var authorizer armhttp.Authorizer = adminOnly{adminObjectID: a.Bootstrap.AdminObjectID}
+	if cfg.Authorizer != nil {
+		authorizer = cfg.Authorizer
+	}
 	routes = append(routes, armhttp.Routes(armSvc, authorizer, base)...)
 	a.ARM = armSvc
+
+	// Key Vault: vaults as ARM resources and the keys data plane.
+	if a.KeyVault, err = keyvault.New(keyvault.Config{Store: a.Store, Sealer: a.Sealer, Resources: armSvc, Now: cfg.Now}); err != nil {
+		return nil, err
+	}
+	armSvc.RegisterGroupDeleter(a.KeyVault)
+	routes = append(routes, kvhttp.Routes(kvhttp.Config{Service: a.KeyVault, ARM: armSvc, Authorizer: authorizer,
+		BaseURL: a.BaseURL, VaultDomain: cfg.VaultDomain})...)
 
 	a.Server, err = server.New(server.Config{
 		BaseURL:       a.BaseURL,
@@ -154,6 +171,7 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 		Store:         a.Store,
 		Logger:        cfg.Logger,
 		Authenticator: cfg.Authenticator,
+		VaultTenant:   a.KeyVault.VaultTenant,
 		Routes:        routes,
 		Registry:      reg,
 	})
@@ -300,6 +318,11 @@ func (a *App) Serve(ctx context.Context) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(a.listener, "", "") }()
+	// Key rotation policies are honoured by a scheduler on every server;
+	// a rotation applies only once (keyvault.RotateDue).
+	go a.KeyVault.RunRotation(ctx, time.Minute, func(err error) {
+		a.Config.Logger.Error("key rotation", "err", err)
+	})
 	select {
 	case err := <-errc:
 		if errors.Is(err, net.ErrClosed) || errors.Is(err, http.ErrServerClosed) {
