@@ -59,6 +59,11 @@ Several servers pointed at one PostgreSQL database serve the same tenants, vault
 			if a.RootKeyCreated {
 				fmt.Fprintf(out, "Generated root key: %s (keep it; it seals every secret in the store)\n", cfg.DataDir+"/root.key")
 			}
+			if a.Admin != nil {
+				// Shown once, like a dev root token; also in --data/admin.json (0600).
+				fmt.Fprintf(out, "Bootstrap administrator (saved to %s):\n  tenantId:     %s\n  clientId:     %s\n  clientSecret: %s\n  authority:    %s\n",
+					cfg.DataDir+"/"+app.AdminFile, a.Admin.TenantID, a.Admin.ClientID, a.Admin.ClientSecret, a.Admin.Authority)
+			}
 			return a.Serve(ctx)
 		},
 	}

@@ -25,7 +25,11 @@ import (
 	"github.com/cvault/cvault/internal/arm"
 	"github.com/cvault/cvault/internal/arm/armhttp"
 	"github.com/cvault/cvault/internal/authn"
+	"github.com/cvault/cvault/internal/authz"
+	"github.com/cvault/cvault/internal/authz/authzhttp"
 	"github.com/cvault/cvault/internal/barrier"
+	"github.com/cvault/cvault/internal/identity"
+	"github.com/cvault/cvault/internal/identity/idhttp"
 	"github.com/cvault/cvault/internal/keyvault"
 	"github.com/cvault/cvault/internal/keyvault/kvhttp"
 	"github.com/cvault/cvault/internal/pki"
@@ -61,9 +65,6 @@ type Config struct {
 	// Authenticator replaces the identity service's token verification;
 	// tests of services that do not exercise identity use it.
 	Authenticator authn.Authenticator
-	// Authorizer replaces the authorization decisions (tests of services
-	// that do not exercise authz grant through it).
-	Authorizer armhttp.Authorizer
 }
 
 // App is a built server.
@@ -78,8 +79,13 @@ type App struct {
 	// TLSFiles are the CA/cert/key paths in the data dir (when generated).
 	TLSFiles  pki.ServerFiles
 	Bootstrap Bootstrap
-	ARM       *arm.Service
-	KeyVault  *keyvault.Service
+	// Admin holds the bootstrap administrator's credentials on the start
+	// that created them (also written to DataDir/admin.json), else nil.
+	Admin    *identity.AdminCredentials
+	ARM      *arm.Service
+	Authz    *authz.Service
+	Identity *identity.Service
+	KeyVault *keyvault.Service
 	// RootKeyCreated reports that this start generated the root key file.
 	RootKeyCreated bool
 	listener       net.Listener
@@ -147,22 +153,41 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if a.Bootstrap, err = a.bootstrap(ctx, armSvc); err != nil {
+	// Identity: tenants, principals, tokens; it verifies every bearer token.
+	idSvc, err := identity.New(identity.Config{BaseURL: a.BaseURL, Store: a.Store, Barrier: a.Sealer,
+		Logger: cfg.Logger, ARM: armSvc, Now: cfg.Now})
+	if err != nil {
 		return nil, err
 	}
-	var authorizer armhttp.Authorizer = adminOnly{adminObjectID: a.Bootstrap.AdminObjectID}
-	if cfg.Authorizer != nil {
-		authorizer = cfg.Authorizer
+	a.Identity = idSvc
+	if cfg.Authenticator == nil {
+		cfg.Authenticator = idSvc
 	}
-	routes = append(routes, armhttp.Routes(armSvc, authorizer, base)...)
+	if a.Bootstrap, err = a.bootstrap(ctx, armSvc, idSvc); err != nil {
+		return nil, err
+	}
+
+	// Authorization: RBAC role definitions and assignments; the bootstrap
+	// admin is Owner of the bootstrap subscription. Every http package's
+	// Authorizer is this service.
+	if a.Authz, err = authz.New(authz.Config{Store: a.Store, Logger: cfg.Logger, Now: cfg.Now}); err != nil {
+		return nil, err
+	}
+	if err := a.Authz.Bootstrap(ctx, a.Bootstrap.TenantID, a.Bootstrap.SubscriptionID, a.Bootstrap.AdminObjectID); err != nil {
+		return nil, err
+	}
+	routes = append(routes, authzhttp.Routes(a.Authz)...)
+
+	routes = append(routes, armhttp.Routes(armSvc, a.Authz, base)...)
 	a.ARM = armSvc
+	routes = append(routes, idhttp.Routes(idSvc, a.Authz)...)
 
 	// Key Vault: vaults as ARM resources and the keys data plane.
 	if a.KeyVault, err = keyvault.New(keyvault.Config{Store: a.Store, Sealer: a.Sealer, Resources: armSvc, Now: cfg.Now}); err != nil {
 		return nil, err
 	}
 	armSvc.RegisterGroupDeleter(a.KeyVault)
-	routes = append(routes, kvhttp.Routes(kvhttp.Config{Service: a.KeyVault, ARM: armSvc, Authorizer: authorizer,
+	routes = append(routes, kvhttp.Routes(kvhttp.Config{Service: a.KeyVault, ARM: armSvc, Authorizer: a.Authz,
 		BaseURL: a.BaseURL, VaultDomain: cfg.VaultDomain})...)
 
 	a.Server, err = server.New(server.Config{

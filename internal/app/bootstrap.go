@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/cvault/cvault/internal/arm"
-	"github.com/cvault/cvault/internal/authn"
+	"github.com/cvault/cvault/internal/identity"
 	"github.com/cvault/cvault/internal/store"
 )
 
@@ -25,7 +27,7 @@ const bootstrapKey = "bootstrap"
 // bootstrap returns the store's bootstrap record, creating it (and the
 // subscription) on the first start. Servers racing on one empty database
 // converge on the record the first one wrote.
-func (a *App) bootstrap(ctx context.Context, armSvc *arm.Service) (Bootstrap, error) {
+func (a *App) bootstrap(ctx context.Context, armSvc *arm.Service, idSvc *identity.Service) (Bootstrap, error) {
 	var b Bootstrap
 	rec, err := a.Store.Get(ctx, configKind, bootstrapKey)
 	switch {
@@ -34,13 +36,25 @@ func (a *App) bootstrap(ctx context.Context, armSvc *arm.Service) (Bootstrap, er
 			return b, fmt.Errorf("bootstrap record: %w", err)
 		}
 	case errors.Is(err, store.ErrNotFound):
-		b = Bootstrap{TenantID: newGUID(), SubscriptionID: newGUID(), AdminObjectID: newGUID()}
+		// The identity service creates the tenant and its administrator
+		// (idempotently: a server that crashed here finds them again).
+		res, err := idSvc.Bootstrap(ctx)
+		if err != nil {
+			return b, err
+		}
+		if res.Admin != nil {
+			if err := writeAdminFile(a.Config.DataDir, res.Admin); err != nil {
+				return b, err
+			}
+			a.Admin = res.Admin
+		}
+		b = Bootstrap{TenantID: res.TenantID, SubscriptionID: newGUID(), AdminObjectID: res.ObjectID}
 		v, err := json.Marshal(b)
 		if err != nil {
 			return b, err
 		}
 		if _, err := store.Put(ctx, a.Store, configKind, bootstrapKey, v, store.Absent); errors.Is(err, store.ErrConflict) {
-			return a.bootstrap(ctx, armSvc)
+			return a.bootstrap(ctx, armSvc, idSvc)
 		} else if err != nil {
 			return b, fmt.Errorf("bootstrap: %w", err)
 		}
@@ -53,23 +67,38 @@ func (a *App) bootstrap(ctx context.Context, armSvc *arm.Service) (Bootstrap, er
 	return b, nil
 }
 
+// AdminFile is the name of the bootstrap administrator's credentials in the data dir.
+const AdminFile = "admin.json"
+
+// writeAdminFile stores the admin credentials (0600), like a dev root token.
+func writeAdminFile(dir string, c *identity.AdminCredentials) error {
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, AdminFile), append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("bootstrap: write admin credentials: %w", err)
+	}
+	return nil
+}
+
+// ReadAdminFile reads the bootstrap administrator's credentials from a data dir.
+func ReadAdminFile(dir string) (*identity.AdminCredentials, error) {
+	b, err := os.ReadFile(filepath.Join(dir, AdminFile))
+	if err != nil {
+		return nil, err
+	}
+	var c identity.AdminCredentials
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("%s: %w", AdminFile, err)
+	}
+	return &c, nil
+}
+
 func newGUID() string {
 	var u [16]byte
 	_, _ = rand.Read(u[:])
 	u[6] = u[6]&0x0f | 0x40
 	u[8] = u[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
-}
-
-// adminOnly is the authorizer in force until RBAC is wired: only the
-// bootstrap admin may do anything (deny by default).
-type adminOnly struct{ adminObjectID string }
-
-var errNotAdmin = errors.New("only the bootstrap administrator may do this until role assignments are enabled")
-
-func (a adminOnly) Check(_ context.Context, p *authn.Principal, _, _ string) error {
-	if p == nil || p.ObjectID == "" || p.ObjectID != a.adminObjectID {
-		return errNotAdmin
-	}
-	return nil
 }

@@ -18,6 +18,10 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
 	"github.com/cvault/cvault/internal/app"
 	"github.com/cvault/cvault/internal/localdial"
 	"github.com/cvault/cvault/internal/store/postgres/pgtest"
@@ -31,6 +35,36 @@ type Server struct {
 	HTTPClient *http.Client
 	App        *app.App
 	Config     app.Config
+	// Admin is the bootstrap administrator (empty when this server joined a
+	// store another server bootstrapped).
+	Admin Admin
+}
+
+// Admin are the bootstrap administrator's client credentials.
+type Admin struct {
+	TenantID, ClientID, Secret string
+}
+
+// ClientOptions configures an Azure SDK client for this server: its
+// authority host, ARM endpoint and audience, and the CA-trusting transport.
+func (s *Server) ClientOptions() azcore.ClientOptions {
+	return azcore.ClientOptions{
+		Cloud: cloud.Configuration{ActiveDirectoryAuthorityHost: s.URL + "/", Services: map[cloud.ServiceName]cloud.ServiceConfiguration{
+			cloud.ResourceManager: {Audience: s.URL, Endpoint: s.URL}}},
+		Transport: s.HTTPClient,
+	}
+}
+
+// Credential returns an azidentity ClientSecretCredential of the bootstrap
+// administrator, configured for this server.
+func (s *Server) Credential(t testing.TB) *azidentity.ClientSecretCredential {
+	t.Helper()
+	cred, err := azidentity.NewClientSecretCredential(s.Admin.TenantID, s.Admin.ClientID, s.Admin.Secret,
+		&azidentity.ClientSecretCredentialOptions{ClientOptions: s.ClientOptions(), DisableInstanceDiscovery: true})
+	if err != nil {
+		t.Fatalf("cvaulttest: credential: %v", err)
+	}
+	return cred
 }
 
 // VaultURL is the vault URI of a vault name on this server.
@@ -92,6 +126,13 @@ func StartConfig(t testing.TB, cfg app.Config) *Server {
 		Config:     a.Config,
 	}
 	t.Cleanup(s.HTTPClient.CloseIdleConnections)
+	admin := a.Admin
+	if admin == nil {
+		admin, _ = app.ReadAdminFile(cfg.DataDir) // absent when another server bootstrapped the store
+	}
+	if admin != nil {
+		s.Admin = Admin{TenantID: admin.TenantID, ClientID: admin.ClientID, Secret: admin.ClientSecret}
+	}
 	return s
 }
 

@@ -284,7 +284,7 @@ func (h *handlers) headGroup(w http.ResponseWriter, r *http.Request) error {
 func (h *handlers) deleteGroup(w http.ResponseWriter, r *http.Request) error {
 	g, err := h.group(r, "Microsoft.Resources/subscriptions/resourceGroups/delete")
 	var ae *azure.Error
-	if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+	if errors.As(err, &ae) && ae.Code == azure.CodeResourceGroupNotFound {
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}

@@ -482,7 +482,7 @@ func testUpdateReadsOwnWrites(t *testing.T, s store.Store) {
 			return err
 		}
 		if r, err := tx.Get(ctx, kind, "a/1"); err != nil || string(r.Value) != "new" || r.Version != v {
-			return fmt.Errorf("get in tx = %+v, %v; want new v%d", r, err, v)
+			return fmt.Errorf("tx.Get = %+v, %v; want new v%d", r, err, v)
 		}
 		if _, err := tx.Put(ctx, kind, "a/2", []byte("created"), store.Absent); err != nil {
 			return err
@@ -491,17 +491,17 @@ func testUpdateReadsOwnWrites(t *testing.T, s store.Store) {
 			return err
 		}
 		if _, err := tx.Get(ctx, kind, "a/3"); !errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("get of a record deleted in tx: %v, want ErrNotFound", err)
+			return fmt.Errorf("tx.Get of a record deleted in tx: %v, want ErrNotFound", err)
 		}
 		rs, err := tx.List(ctx, kind, "a/", "", 0)
 		if err != nil {
 			return err
 		}
 		if got := keys(rs); !slices.Equal(got, []string{"a/1", "a/2"}) {
-			return fmt.Errorf("list in tx = %q, want [a/1 a/2]", got)
+			return fmt.Errorf("tx.List = %q, want [a/1 a/2]", got)
 		}
 		if string(rs[0].Value) != "new" || string(rs[1].Value) != "created" {
-			return fmt.Errorf("list in tx values = %q, %q", rs[0].Value, rs[1].Value)
+			return fmt.Errorf("tx.List values = %q, %q", rs[0].Value, rs[1].Value)
 		}
 		// Preconditions see the tx's own writes.
 		if _, err := tx.Put(ctx, kind, "a/2", []byte("x"), store.Absent); !errors.Is(err, store.ErrConflict) {
