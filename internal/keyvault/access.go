@@ -3,8 +3,6 @@ package keyvault
 import (
 	"slices"
 	"strings"
-
-	"github.com/cvault/cvault/internal/authn"
 )
 
 // Operation is one data-plane key operation with the two names that
@@ -51,31 +49,4 @@ var keyPermissions = []string{"all", "backup", "create", "decrypt", "delete", "e
 
 func validKeyPermission(p string) bool {
 	return slices.ContainsFunc(keyPermissions, func(k string) bool { return strings.EqualFold(k, p) })
-}
-
-// AccessPolicyAllows evaluates the vault's access policies (the
-// access-policy permission model) for a principal and a key permission: an
-// entry applies when its objectId is the caller's and, for a compound
-// identity, its applicationId is the caller's app too; permission names
-// compare case-insensitively and "all" grants every key permission. The
-// caller must already have checked that the principal is of the vault's
-// tenant.
-func AccessPolicyAllows(v *Vault, p *authn.Principal, permission string) bool {
-	if p == nil || p.ObjectID == "" {
-		return false
-	}
-	for _, ap := range v.Properties.AccessPolicies {
-		if !strings.EqualFold(ap.ObjectID, p.ObjectID) || !strings.EqualFold(ap.TenantID, p.TenantID) {
-			continue
-		}
-		if ap.ApplicationID != "" && !strings.EqualFold(ap.ApplicationID, p.AppID) {
-			continue
-		}
-		for _, k := range ap.Permissions.Keys {
-			if strings.EqualFold(k, permission) || strings.EqualFold(k, "all") {
-				return true
-			}
-		}
-	}
-	return false
 }

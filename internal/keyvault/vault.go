@@ -8,9 +8,8 @@
 // in a purge-protected RBAC vault wrapping disk keys).
 //
 // The package holds no HTTP: keyvault/kvhttp serves it in the shapes of
-// armkeyvault and azkeys. Authorization decisions by RBAC are made by the
-// caller's Authorizer; access policies are evaluated here (AccessPolicyAllows)
-// until authz offers them.
+// armkeyvault and azkeys, and asks authz for every authorization decision
+// (RBAC data actions or the vault's access policies, as the vault is set).
 package keyvault
 
 import (

@@ -9,7 +9,7 @@
 // re-acquires a token from the right tenant if it can. A vault with
 // enableRbacAuthorization asks the Authorizer for the operation's data
 // action at {vaultID}/keys/{name}; otherwise its access policies decide
-// (keyvault.AccessPolicyAllows). Denials are 403 Forbidden with innererror
+// (authz.CheckAccessPolicy). Denials are 403 Forbidden with innererror
 // ForbiddenByRbac or ForbiddenByPolicy.
 package kvhttp
 
@@ -89,7 +89,7 @@ func Routes(cfg Config) []route.Route {
 	if h.port != "" && h.port != "443" {
 		h.resource += ":" + h.port
 	}
-	return append(h.armRoutes(), h.dataRoutes()...)
+	return append(h.dataRoutes(), h.armRoutes()...)
 }
 
 func (h *handlers) vaultURI(name string) string {
