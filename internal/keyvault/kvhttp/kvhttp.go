@@ -85,7 +85,8 @@ func VaultURI(base *url.URL, domain, name string) string {
 func Routes(cfg Config) []route.Route {
 	h := &handlers{svc: cfg.Service, arm: cfg.ARM, az: cfg.Authorizer, base: strings.TrimRight(cfg.BaseURL.String(), "/"),
 		domain: cfg.VaultDomain, port: cfg.BaseURL.Port()}
-	h.resource = "https://vault." + cfg.VaultDomain
+	// The challenge resource, as server.VaultResource makes it.
+	h.resource = "https://" + cfg.VaultDomain
 	if h.port != "" && h.port != "443" {
 		h.resource += ":" + h.port
 	}
