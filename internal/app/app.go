@@ -24,10 +24,15 @@ import (
 
 	"github.com/cvault/cvault/internal/arm"
 	"github.com/cvault/cvault/internal/arm/armhttp"
+	"github.com/cvault/cvault/internal/attest/attesthttp"
+	"github.com/cvault/cvault/internal/attest/instance"
 	"github.com/cvault/cvault/internal/authn"
 	"github.com/cvault/cvault/internal/authz"
 	"github.com/cvault/cvault/internal/authz/authzhttp"
 	"github.com/cvault/cvault/internal/barrier"
+	"github.com/cvault/cvault/internal/compute/blockstore"
+	"github.com/cvault/cvault/internal/compute/diskdata"
+	"github.com/cvault/cvault/internal/compute/diskdata/diskhttp"
 	"github.com/cvault/cvault/internal/identity"
 	"github.com/cvault/cvault/internal/identity/idhttp"
 	"github.com/cvault/cvault/internal/keyvault"
@@ -62,9 +67,15 @@ type Config struct {
 	Regions []string
 	Logger  *slog.Logger
 	Now     func() time.Time
+	// DEKCacheTTL bounds how long an unwrapped disk data key is reused
+	// (--dek-cache-ttl); zero means diskdata.DefaultDEKCacheTTL.
+	DEKCacheTTL time.Duration
 	// Authenticator replaces the identity service's token verification;
 	// tests of services that do not exercise identity use it.
 	Authenticator authn.Authenticator
+	// SimulatedRootsPEM are simulated SEV-SNP roots the attestation service trusts
+	// (`--trust-sim-root`, from `cvault sim root`); nil refuses simulated evidence.
+	SimulatedRootsPEM []byte
 }
 
 // App is a built server.
@@ -86,6 +97,11 @@ type App struct {
 	Authz    *authz.Service
 	Identity *identity.Service
 	KeyVault *keyvault.Service
+	// Attestation holds the attestation instances (issuer URLs and token keys for key release).
+	Attestation *instance.Service
+	// DiskData is the managed-disk data service (encrypted blocks, signed URLs).
+	DiskData   *diskdata.Service
+	diskBlocks *blockstore.Dir
 	// RootKeyCreated reports that this start generated the root key file.
 	RootKeyCreated bool
 	listener       net.Listener
@@ -189,6 +205,18 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 	armSvc.RegisterGroupDeleter(a.KeyVault)
 	routes = append(routes, kvhttp.Routes(kvhttp.Config{Service: a.KeyVault, ARM: armSvc, Authorizer: a.Authz,
 		BaseURL: a.BaseURL, VaultDomain: cfg.VaultDomain})...)
+
+	// Attestation: instances, with `default` created on first start.
+	if a.Attestation, err = a.attestation(ctx, reg); err != nil {
+		return nil, err
+	}
+	routes = append(routes, attesthttp.Routes(a.Attestation, a.Authz, "/subscriptions/"+a.Bootstrap.SubscriptionID)...)
+
+	// Managed-disk data path: encrypted block store and signed-URL routes.
+	if err := a.newDiskData(ctx); err != nil {
+		return nil, err
+	}
+	routes = append(routes, diskhttp.Routes(a.DiskData)...)
 
 	a.Server, err = server.New(server.Config{
 		BaseURL:       a.BaseURL,
@@ -371,6 +399,9 @@ func (a *App) Close() error {
 		if err := a.listener.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, err)
 		}
+	}
+	if a.diskBlocks != nil {
+		errs = append(errs, a.diskBlocks.Close())
 	}
 	if a.Store != nil {
 		errs = append(errs, a.Store.Close())

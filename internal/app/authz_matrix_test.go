@@ -41,6 +41,7 @@ var matrixValues = map[string]string{
 	"operationId":  "40000000-0000-0000-0000-000000000001",
 	"identityName": "mi1", "ficName": "fic1", "id": "50000000-0000-0000-0000-000000000001", "fic": "fic1",
 	"vaultName": "kv1", "name": "k1", "version": "0123456789abcdef0123456789abcdef", "operationKind": "add",
+	"disk": "d1", "instance": "default",
 }
 
 const (
@@ -53,6 +54,9 @@ const (
 func matrixRows() map[string]matrixRow {
 	rows := map[string]matrixRow{
 		"GET /healthz": {public: 200}, "GET /readyz": {public: 200}, "GET /metrics": {public: 200},
+
+		// Signed disk URLs: the signature is the credential; none → 403 AuthenticationFailed.
+		"GET /disks-data/{disk}": {public: 403}, "PUT /disks-data/{disk}": {public: 403},
 
 		"GET /subscriptions":                                                                                            {deny: 200},
 		"GET /subscriptions/{subscriptionId}":                                                                           {action: "Microsoft.Resources/subscriptions/read", scope: "{sub}", deny: 403},
@@ -121,6 +125,19 @@ func matrixRows() map[string]matrixRow {
 		rows["PUT "+p+"/{roleAssignmentName}"] = matrixRow{action: authz.ActionAssignmentWrite, scope: scope, body: raBody, deny: 403}
 		rows["DELETE "+p+"/{roleAssignmentName}"] = matrixRow{action: authz.ActionAssignmentDelete, scope: scope, deny: 403}
 	}
+	// Attestation: MAA's data plane is public (an empty attest body is 400);
+	// instance administration is governed at the bootstrap subscription.
+	const att = "/attestation/{instance}"
+	const attScope = "{sub}/providers/Microsoft.Attestation/attestationProviders"
+	rows["POST "+att+"/attest/SevSnpVm"] = matrixRow{public: 400}
+	rows["POST "+att+"/attest/TdxVm"] = matrixRow{public: 400}
+	rows["GET "+att+"/certs"] = matrixRow{public: 200}
+	rows["GET "+att+"/.well-known/openid-configuration"] = matrixRow{public: 200}
+	rows["GET /attestation"] = matrixRow{action: "Microsoft.Attestation/attestationProviders/read", scope: "{sub}", deny: 403}
+	rows["GET "+att] = matrixRow{action: "Microsoft.Attestation/attestationProviders/read", scope: attScope + "/default", deny: 403}
+	rows["PUT "+att] = matrixRow{action: "Microsoft.Attestation/attestationProviders/write", scope: attScope + "/default", body: `{}`, deny: 403}
+	rows["POST "+att+"/rotateKey"] = matrixRow{action: "Microsoft.Attestation/attestationProviders/write", scope: attScope + "/default", deny: 403}
+
 	// Built-in role definitions are readable by every authenticated caller.
 	for _, prefix := range []string{"", "/subscriptions/{subscriptionId}", "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}",
 		"/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/{providerNamespace}/{resourceType}/{resourceName}"} {
@@ -311,7 +328,7 @@ func checkLevels(t *testing.T, az *authz.Service, tenant, action, scope, sub str
 		role = authz.RoleKeyVaultAdministrator
 	}
 	levels := map[string]bool{scope: true, sub: true, sub + "-sibling": false}
-	if strings.Count(scope, "/") > 2 {
+	if strings.Contains(strings.ToLower(scope), "/resourcegroups/") {
 		levels[sub+"/resourceGroups/rg1"] = true
 		levels[sub+"/resourceGroups/rg2"] = false
 	}
