@@ -39,7 +39,7 @@ type env struct {
 	tenant string
 }
 
-func newEnv(t *testing.T, opts ...cvaulttest.Option) *env {
+func newEnv(t testing.TB, opts ...cvaulttest.Option) *env {
 	t.Helper()
 	srv := cvaulttest.Start(t, opts...)
 	e := &env{srv: srv, sub: srv.App.Bootstrap.SubscriptionID, tenant: srv.App.Bootstrap.TenantID}
@@ -99,7 +99,7 @@ func (e *env) createVault(t *testing.T, name string, purgeProtection bool) *azke
 
 var grantN sync.Mutex
 
-func (e *env) grant(t *testing.T, scope, principal, role string) {
+func (e *env) grant(t testing.TB, scope, principal, role string) {
 	t.Helper()
 	grantN.Lock()
 	defer grantN.Unlock()
