@@ -34,7 +34,7 @@ Start a server with 'cvault serve'; every command's --help lists its flags.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newVersionCmd(), newBenchCmd(), newSimCmd(), newGuestCmd())
+	root.AddCommand(newServeCmd(), newVersionCmd(), newBenchCmd(), newSimCmd(), newGuestCmd(), newVaultCmd(), newKeyCmd())
 	return root
 }
 
