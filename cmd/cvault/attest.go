@@ -25,9 +25,9 @@ import (
 func newGuestCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "guest",
-		Short: "In-VM side: attest this VM (real SEV-SNP device or the simulated platform)",
+		Short: "In-VM side: attest this VM (real SEV-SNP device or the simulated platform), serve IMDS tokens",
 	}
-	cmd.AddCommand(newGuestAttestCmd())
+	cmd.AddCommand(newGuestAttestCmd(), newIMDSProxyCmd())
 	return cmd
 }
 
