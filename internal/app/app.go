@@ -35,6 +35,8 @@ import (
 	"github.com/cvault/cvault/internal/compute/diskdata/diskhttp"
 	"github.com/cvault/cvault/internal/identity"
 	"github.com/cvault/cvault/internal/identity/idhttp"
+	"github.com/cvault/cvault/internal/keyvault"
+	"github.com/cvault/cvault/internal/keyvault/kvhttp"
 	"github.com/cvault/cvault/internal/pki"
 	"github.com/cvault/cvault/internal/route"
 	"github.com/cvault/cvault/internal/server"
@@ -94,6 +96,7 @@ type App struct {
 	ARM      *arm.Service
 	Authz    *authz.Service
 	Identity *identity.Service
+	KeyVault *keyvault.Service
 	// Attestation holds the attestation instances (issuer URLs and token keys for key release).
 	Attestation *instance.Service
 	// DiskData is the managed-disk data service (encrypted blocks, signed URLs).
@@ -195,6 +198,14 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 	a.ARM = armSvc
 	routes = append(routes, idhttp.Routes(idSvc, a.Authz)...)
 
+	// Key Vault: vaults as ARM resources and the keys data plane.
+	if a.KeyVault, err = keyvault.New(keyvault.Config{Store: a.Store, Sealer: a.Sealer, Resources: armSvc, Now: cfg.Now}); err != nil {
+		return nil, err
+	}
+	armSvc.RegisterGroupDeleter(a.KeyVault)
+	routes = append(routes, kvhttp.Routes(kvhttp.Config{Service: a.KeyVault, ARM: armSvc, Authorizer: a.Authz,
+		BaseURL: a.BaseURL, VaultDomain: cfg.VaultDomain})...)
+
 	// Attestation: instances, with `default` created on first start.
 	if a.Attestation, err = a.attestation(ctx, reg); err != nil {
 		return nil, err
@@ -213,6 +224,7 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 		Store:         a.Store,
 		Logger:        cfg.Logger,
 		Authenticator: cfg.Authenticator,
+		VaultTenant:   a.KeyVault.VaultTenant,
 		Routes:        routes,
 		Registry:      reg,
 	})
@@ -359,6 +371,11 @@ func (a *App) Serve(ctx context.Context) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(a.listener, "", "") }()
+	// Key rotation policies are honoured by a scheduler on every server;
+	// a rotation applies only once (keyvault.RotateDue).
+	go a.KeyVault.RunRotation(ctx, time.Minute, func(err error) {
+		a.Config.Logger.Error("key rotation", "err", err)
+	})
 	select {
 	case err := <-errc:
 		if errors.Is(err, net.ErrClosed) || errors.Is(err, http.ErrServerClosed) {
