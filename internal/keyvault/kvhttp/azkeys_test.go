@@ -333,9 +333,16 @@ func TestAzkeysEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		point, err := k.PublicKey.Bytes() // 0x04 ‖ X ‖ Y
+		if err != nil {
+			t.Fatal(err)
+		}
+		scalar, err := k.Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
 		res, err := c.ImportKey(ctx, "imported", azkeys.ImportKeyParameters{HSM: to.Ptr(true), Key: &azkeys.JSONWebKey{
-			Kty: to.Ptr(azkeys.KeyTypeEC), Crv: to.Ptr(azkeys.CurveNameP256), X: k.X.FillBytes(make([]byte, 32)), Y: k.Y.FillBytes(make([]byte, 32)),
-			D: k.D.FillBytes(make([]byte, 32))}}, nil)
+			Kty: to.Ptr(azkeys.KeyTypeEC), Crv: to.Ptr(azkeys.CurveNameP256), X: point[1:33], Y: point[33:], D: scalar}}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -444,7 +451,12 @@ func goVerify(t *testing.T, k *azkeys.JSONWebKey, alg azkeys.SignatureAlgorithm,
 	switch alg {
 	case azkeys.SignatureAlgorithmES256, azkeys.SignatureAlgorithmES384:
 		curve := map[azkeys.CurveName]elliptic.Curve{azkeys.CurveNameP256: elliptic.P256(), azkeys.CurveNameP384: elliptic.P384()}[*k.Crv]
-		pub := &ecdsa.PublicKey{Curve: curve, X: new(big.Int).SetBytes(k.X), Y: new(big.Int).SetBytes(k.Y)}
+		size := (curve.Params().BitSize + 7) / 8
+		point := append([]byte{4}, append(pad(k.X, size), pad(k.Y, size)...)...)
+		pub, err := ecdsa.ParseUncompressedPublicKey(curve, point)
+		if err != nil {
+			t.Fatal(err)
+		}
 		n := len(sig) / 2
 		return ecdsa.Verify(pub, digest, new(big.Int).SetBytes(sig[:n]), new(big.Int).SetBytes(sig[n:]))
 	case azkeys.SignatureAlgorithmRS256:
@@ -489,4 +501,11 @@ func checkMethodsCovered(t *testing.T) {
 	if len(missing) > 0 {
 		t.Errorf("azkeys.Client methods with no test against cvault and no reason in notOffered: %v", missing)
 	}
+}
+
+func pad(b []byte, n int) []byte {
+	if len(b) >= n {
+		return b
+	}
+	return append(make([]byte, n-len(b)), b...)
 }
