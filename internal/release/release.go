@@ -123,7 +123,7 @@ type Service struct {
 	external *externalKeys
 
 	mu       sync.Mutex
-	signers  map[string]*signer   // vault store key → signer
+	signers  map[string]*signer // vault store key → signer
 	policies map[string]*policy.Policy
 }
 
@@ -154,7 +154,9 @@ func New(cfg Config) (*Service, error) {
 
 // normAuthority folds an authority URL for map lookups: case-insensitive,
 // trailing slashes dropped (policies and MAA issuers mix both forms).
-func normAuthority(u string) string { return strings.ToLower(strings.TrimRight(strings.TrimSpace(u), "/")) }
+func normAuthority(u string) string {
+	return strings.ToLower(strings.TrimRight(strings.TrimSpace(u), "/"))
+}
 
 // Caller is who asked, for the audit log.
 type Caller struct {
