@@ -75,7 +75,7 @@ func (e *env) seedVault(rbac, purgeProtection bool) armkeyvault.VaultCreateOrUpd
 
 // createVault creates an RBAC vault through armkeyvault, grants the admin
 // Key Vault Crypto Officer on it and returns an azkeys client.
-func (e *env) createVault(t *testing.T, name string, purgeProtection bool) *azkeys.Client {
+func (e *env) createVault(t testing.TB, name string, purgeProtection bool) *azkeys.Client {
 	t.Helper()
 	ctx := t.Context()
 	p, err := e.vaults.BeginCreateOrUpdate(ctx, "rg", name, e.seedVault(true, purgeProtection), nil)
