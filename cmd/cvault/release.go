@@ -256,7 +256,7 @@ func readToken(arg string, stdin io.Reader) (string, error) {
 }
 
 func tokenClaims(tok string) (map[string]any, error) {
-	sig, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.ES256})
+	sig, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.ES256})
 	if err != nil {
 		return nil, fmt.Errorf("token: %w", err)
 	}

@@ -39,7 +39,7 @@ func (s *Service) verifyTarget(ctx context.Context, target string) (*Token, erro
 	if len(target) > maxTarget {
 		return nil, errf(ErrBadRequest, "The target attestation token is larger than %d bytes.", maxTarget)
 	}
-	sig, err := jose.ParseSigned(target, []jose.SignatureAlgorithm{jose.RS256})
+	sig, err := jose.ParseSignedCompact(target, []jose.SignatureAlgorithm{jose.RS256})
 	if err != nil || len(sig.Signatures) != 1 {
 		return nil, errf(ErrBadRequest, "The target is not an RS256 attestation token (compact JWS).")
 	}

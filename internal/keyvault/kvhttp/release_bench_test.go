@@ -68,7 +68,7 @@ func BenchmarkRelease(b *testing.B) {
 			b.Fatal(err)
 		}
 		sigKey := tk // any RSA-2048 key signs like the vault's
-		tokSig, _ := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.RS256})
+		tokSig, _ := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{jose.RS256})
 		instKeys, _ := e.srv.App.Attestation.Keys(ctx, "default")
 		for b.Loop() {
 			if _, err := tokSig.Verify(instKeys[0].Key); err != nil {
