@@ -271,7 +271,11 @@ func TestEntraErrorCodes(t *testing.T) {
 	vaultTok := token(t, mi, "", "https://vault.azure.net")
 	parts := strings.Split(exchangeTok, ".")
 	sig := []byte(parts[2])
-	sig[5] ^= 1
+	if sig[5] == 'A' { // another valid base64url character: a bad signature, not a malformed token
+		sig[5] = 'B'
+	} else {
+		sig[5] = 'A'
+	}
 	tampered := parts[0] + "." + parts[1] + "." + string(sig)
 
 	admin := e.srv.Admin
