@@ -729,9 +729,9 @@ func (s *Service) PurgeKey(ctx context.Context, vault *Vault, name string) error
 
 // Use returns a version for a cryptographic operation op (a key_ops name)
 // with its private key, after checking that the version is enabled, valid
-// now and allows op.
+// now and allows op. The Version is shared with concurrent requests: read-only.
 func (s *Service) Use(ctx context.Context, vault *Vault, name, version, op string) (*Version, *jwk.PrivateKey, error) {
-	v, err := s.Key(ctx, vault, name, version)
+	v, err := s.sharedVersion(ctx, vault, name, version)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -176,6 +176,7 @@ type Service struct {
 	rand  io.Reader
 	maxV  int
 	cache keyCache
+	dec   decoded
 }
 
 // New builds the service.

@@ -54,7 +54,7 @@ func (h *handlers) dataRoutes() []route.Route {
 func (h *handlers) begin(w http.ResponseWriter, r *http.Request, name string, op keyvault.Operation) (*keyvault.Vault, error) {
 	ctx := r.Context()
 	vname := route.VaultName(ctx)
-	v, err := h.svc.VaultByName(ctx, vname)
+	v, err := h.svc.DataVault(ctx, vname)
 	if err != nil {
 		return nil, mapErr(err)
 	}

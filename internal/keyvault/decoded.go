@@ -1,0 +1,132 @@
+package keyvault
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/cvault/cvault/internal/store"
+)
+
+// decoded caches records decoded from JSON, keyed by kind/key and valid
+// only for the store version they were decoded from: every use still reads
+// the record (so a change made by any server is seen at once — a disabled
+// key stops at once), but skips the JSON decode when the record did not
+// change. Values it returns are shared: read-only by contract.
+type decoded struct {
+	mu sync.Mutex
+	m  map[string]decodedEntry
+}
+
+type decodedEntry struct {
+	version int64
+	value   any
+}
+
+const decodedMax = 4096
+
+func (d *decoded) get(rec store.Record, into func([]byte) (any, error)) (any, error) {
+	k := rec.Kind + "\x00" + rec.Key
+	d.mu.Lock()
+	e, ok := d.m[k]
+	d.mu.Unlock()
+	if ok && e.version == rec.Version {
+		return e.value, nil
+	}
+	v, err := into(rec.Value)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	if d.m == nil || len(d.m) >= decodedMax {
+		d.m = make(map[string]decodedEntry, 64) // crude but bounded; the hot set refills at once
+	}
+	d.m[k] = decodedEntry{version: rec.Version, value: v}
+	d.mu.Unlock()
+	return v, nil
+}
+
+// sharedVault returns an active vault by name for read-only use on the
+// data plane's hot path.
+func (s *Service) sharedVault(ctx context.Context, name string) (*Vault, error) {
+	rec, err := s.st.Get(ctx, KindVault, strings.ToLower(name))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errf(ErrVaultNotFound, "The vault '%s' was not found.", name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("vault %s: %w", name, err)
+	}
+	v, err := s.dec.get(rec, func(b []byte) (any, error) {
+		v := new(Vault)
+		return v, json.Unmarshal(b, v)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("vault %s: %w", name, err)
+	}
+	vault := v.(*Vault)
+	if vault.Deleted != nil {
+		return nil, errf(ErrVaultNotFound, "The vault '%s' was not found.", name)
+	}
+	return vault, nil
+}
+
+// DataVault is VaultByName for the data plane: the vault it returns is
+// shared with other requests and must not be modified.
+func (s *Service) DataVault(ctx context.Context, name string) (*Vault, error) {
+	return s.sharedVault(ctx, name)
+}
+
+// sharedVersion resolves a live key's version ("" = current) read-only,
+// for Use: the key and version records are read every time and decoded
+// only when they changed.
+func (s *Service) sharedVersion(ctx context.Context, vault *Vault, name, version string) (*Version, error) {
+	if checkKeyName(name) != nil {
+		return nil, notFound(name, version)
+	}
+	kk := keyKey(vault, name)
+	var out *Version
+	err := s.st.View(ctx, func(r store.Reader) error {
+		rec, err := r.Get(ctx, KindKey, kk)
+		if errors.Is(err, store.ErrNotFound) {
+			return notFound(name, version)
+		}
+		if err != nil {
+			return fmt.Errorf("key %s: %w", kk, err)
+		}
+		k, err := s.dec.get(rec, func(b []byte) (any, error) {
+			kr := new(keyRecord)
+			return kr, json.Unmarshal(b, kr)
+		})
+		if err != nil {
+			return fmt.Errorf("key %s: %w", kk, err)
+		}
+		kr := k.(*keyRecord)
+		if kr.Deleted != nil {
+			return notFound(name, version)
+		}
+		ver := strings.ToLower(version)
+		if ver == "" {
+			ver = kr.Current
+		}
+		vrec, err := r.Get(ctx, KindKeyVersion, kk+"/"+ver)
+		if errors.Is(err, store.ErrNotFound) {
+			return notFound(name, version)
+		}
+		if err != nil {
+			return fmt.Errorf("key version %s: %w", ver, err)
+		}
+		v, err := s.dec.get(vrec, func(b []byte) (any, error) {
+			v := new(Version)
+			return v, json.Unmarshal(b, v)
+		})
+		if err != nil {
+			return fmt.Errorf("key version %s: %w", ver, err)
+		}
+		out = v.(*Version)
+		return nil
+	})
+	return out, err
+}
