@@ -34,7 +34,9 @@ Start a server with 'cvault serve'; every command's --help lists its flags.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newVersionCmd(), newBenchCmd())
+	root.AddCommand(newServeCmd(), newVersionCmd(), newBenchCmd(), newSimCmd(), newGuestCmd())
+	root.AddCommand(newTenantCmd(), newGroupCmd(), newAppCmd(), newSPCmd(), newIdentityCmd(), newRoleCmd())
+	root.AddCommand(newVaultCmd(), newKeyCmd())
 	return root
 }
 

@@ -29,7 +29,7 @@ func TestServeHelpListsFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"--listen", "--url", "--data", "--store", "--root-key-file", "--vault-domain", "--tls-cert", "--hostname"} {
+	for _, f := range []string{"--listen", "--url", "--data", "--store", "--root-key-file", "--vault-domain", "--tls-cert", "--hostname", "--trust-sim-root"} {
 		if !strings.Contains(out, f) {
 			t.Errorf("serve --help lacks %s", f)
 		}

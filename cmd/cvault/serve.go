@@ -17,6 +17,7 @@ func newServeCmd() *cobra.Command {
 	var (
 		cfg         app.Config
 		rootKeyFile string
+		simRootFile string
 		logLevel    string
 		logJSON     bool
 	)
@@ -43,6 +44,11 @@ Several servers pointed at one PostgreSQL database serve the same tenants, vault
 			}
 			if cfg.RootKey, err = rootKey(rootKeyFile); err != nil {
 				return err
+			}
+			if simRootFile != "" {
+				if cfg.SimulatedRootsPEM, err = os.ReadFile(simRootFile); err != nil {
+					return fmt.Errorf("--trust-sim-root: %w", err)
+				}
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -77,6 +83,7 @@ Several servers pointed at one PostgreSQL database serve the same tenants, vault
 	f.StringVar(&cfg.TLSCertFile, "tls-cert", "", "TLS certificate chain (PEM) to use instead of the generated one")
 	f.StringVar(&cfg.TLSKeyFile, "tls-key", "", "TLS private key (PEM) for --tls-cert")
 	f.StringSliceVar(&cfg.Hostnames, "hostname", nil, "extra DNS names or IPs for the generated TLS certificate (repeatable)")
+	f.StringVar(&simRootFile, "trust-sim-root", "", "trust the simulated SEV-SNP platform's roots in this PEM file (from 'cvault sim root'); tokens say x-cvault-simulated: true")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.BoolVar(&logJSON, "log-json", false, "log as JSON lines instead of text")
 	return cmd

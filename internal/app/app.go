@@ -24,6 +24,8 @@ import (
 
 	"github.com/cvault/cvault/internal/arm"
 	"github.com/cvault/cvault/internal/arm/armhttp"
+	"github.com/cvault/cvault/internal/attest/attesthttp"
+	"github.com/cvault/cvault/internal/attest/instance"
 	"github.com/cvault/cvault/internal/authn"
 	"github.com/cvault/cvault/internal/authz"
 	"github.com/cvault/cvault/internal/authz/authzhttp"
@@ -33,6 +35,8 @@ import (
 	"github.com/cvault/cvault/internal/compute/diskdata/diskhttp"
 	"github.com/cvault/cvault/internal/identity"
 	"github.com/cvault/cvault/internal/identity/idhttp"
+	"github.com/cvault/cvault/internal/keyvault"
+	"github.com/cvault/cvault/internal/keyvault/kvhttp"
 	"github.com/cvault/cvault/internal/pki"
 	"github.com/cvault/cvault/internal/route"
 	"github.com/cvault/cvault/internal/server"
@@ -69,6 +73,9 @@ type Config struct {
 	// Authenticator replaces the identity service's token verification;
 	// tests of services that do not exercise identity use it.
 	Authenticator authn.Authenticator
+	// SimulatedRootsPEM are simulated SEV-SNP roots the attestation service trusts
+	// (`--trust-sim-root`, from `cvault sim root`); nil refuses simulated evidence.
+	SimulatedRootsPEM []byte
 }
 
 // App is a built server.
@@ -89,6 +96,9 @@ type App struct {
 	ARM      *arm.Service
 	Authz    *authz.Service
 	Identity *identity.Service
+	KeyVault *keyvault.Service
+	// Attestation holds the attestation instances (issuer URLs and token keys for key release).
+	Attestation *instance.Service
 	// DiskData is the managed-disk data service (encrypted blocks, signed URLs).
 	DiskData   *diskdata.Service
 	diskBlocks *blockstore.Dir
@@ -161,7 +171,7 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 	}
 	// Identity: tenants, principals, tokens; it verifies every bearer token.
 	idSvc, err := identity.New(identity.Config{BaseURL: a.BaseURL, Store: a.Store, Barrier: a.Sealer,
-		Logger: cfg.Logger, ARM: armSvc, Now: cfg.Now})
+		Logger: cfg.Logger, ARM: armSvc, Now: cfg.Now, TenantCreated: a.tenantCreated})
 	if err != nil {
 		return nil, err
 	}
@@ -188,6 +198,20 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 	a.ARM = armSvc
 	routes = append(routes, idhttp.Routes(idSvc, a.Authz)...)
 
+	// Key Vault: vaults as ARM resources and the keys data plane.
+	if a.KeyVault, err = keyvault.New(keyvault.Config{Store: a.Store, Sealer: a.Sealer, Resources: armSvc, Now: cfg.Now}); err != nil {
+		return nil, err
+	}
+	armSvc.RegisterGroupDeleter(a.KeyVault)
+	routes = append(routes, kvhttp.Routes(kvhttp.Config{Service: a.KeyVault, ARM: armSvc, Authorizer: a.Authz,
+		BaseURL: a.BaseURL, VaultDomain: cfg.VaultDomain})...)
+
+	// Attestation: instances, with `default` created on first start.
+	if a.Attestation, err = a.attestation(ctx, reg); err != nil {
+		return nil, err
+	}
+	routes = append(routes, attesthttp.Routes(a.Attestation, a.Authz, "/subscriptions/"+a.Bootstrap.SubscriptionID)...)
+
 	// Managed-disk data path: encrypted block store and signed-URL routes.
 	if err := a.newDiskData(ctx); err != nil {
 		return nil, err
@@ -200,6 +224,7 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 		Store:         a.Store,
 		Logger:        cfg.Logger,
 		Authenticator: cfg.Authenticator,
+		VaultTenant:   a.KeyVault.VaultTenant,
 		Routes:        routes,
 		Registry:      reg,
 	})
@@ -346,6 +371,11 @@ func (a *App) Serve(ctx context.Context) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(a.listener, "", "") }()
+	// Key rotation policies are honoured by a scheduler on every server;
+	// a rotation applies only once (keyvault.RotateDue).
+	go a.KeyVault.RunRotation(ctx, time.Minute, func(err error) {
+		a.Config.Logger.Error("key rotation", "err", err)
+	})
 	select {
 	case err := <-errc:
 		if errors.Is(err, net.ErrClosed) || errors.Is(err, http.ErrServerClosed) {

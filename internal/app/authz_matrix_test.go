@@ -13,6 +13,7 @@ import (
 	"github.com/cvault/cvault/internal/authn"
 	"github.com/cvault/cvault/internal/authz"
 	"github.com/cvault/cvault/internal/cvaulttest"
+	"github.com/cvault/cvault/internal/keyvault"
 	"github.com/cvault/cvault/internal/route"
 )
 
@@ -34,17 +35,18 @@ type matrixRow struct {
 
 // matrixValues fills route wildcards to make a concrete request path.
 var matrixValues = map[string]string{
-	"resourceGroupName": "rg1", "providerNamespace": "Microsoft.KeyVault", "resourceType": "vaults", "resourceName": "v1",
+	"resourceGroupName": "rg1", "providerNamespace": "Microsoft.KeyVault", "resourceType": "vaults", "resourceName": "kv1",
 	"childType": "keys", "childName": "k1", "roleAssignmentName": "30000000-0000-0000-0000-0000000000a1",
 	"roleDefinitionId": authz.RoleReader, "namespace": "Microsoft.Resources", "location": "westeurope",
 	"operationId":  "40000000-0000-0000-0000-000000000001",
 	"identityName": "mi1", "ficName": "fic1", "id": "50000000-0000-0000-0000-000000000001", "fic": "fic1",
-	"disk": "d1",
+	"vaultName": "kv1", "name": "k1", "version": "0123456789abcdef0123456789abcdef", "operationKind": "add",
+	"disk": "d1", "instance": "default",
 }
 
 const (
 	mRG    = "{sub}/resourceGroups/rg1"
-	mVault = mRG + "/providers/Microsoft.KeyVault/vaults/v1"
+	mVault = mRG + "/providers/Microsoft.KeyVault/vaults/kv1"
 	mKey   = mVault + "/keys/k1"
 	raBody = `{"properties":{"roleDefinitionId":"/providers/Microsoft.Authorization/roleDefinitions/` + authz.RoleReader + `","principalId":"00000000-0000-0000-0000-0000000000bb"}}`
 )
@@ -123,6 +125,19 @@ func matrixRows() map[string]matrixRow {
 		rows["PUT "+p+"/{roleAssignmentName}"] = matrixRow{action: authz.ActionAssignmentWrite, scope: scope, body: raBody, deny: 403}
 		rows["DELETE "+p+"/{roleAssignmentName}"] = matrixRow{action: authz.ActionAssignmentDelete, scope: scope, deny: 403}
 	}
+	// Attestation: MAA's data plane is public (an empty attest body is 400);
+	// instance administration is governed at the bootstrap subscription.
+	const att = "/attestation/{instance}"
+	const attScope = "{sub}/providers/Microsoft.Attestation/attestationProviders"
+	rows["POST "+att+"/attest/SevSnpVm"] = matrixRow{public: 400}
+	rows["POST "+att+"/attest/TdxVm"] = matrixRow{public: 400}
+	rows["GET "+att+"/certs"] = matrixRow{public: 200}
+	rows["GET "+att+"/.well-known/openid-configuration"] = matrixRow{public: 200}
+	rows["GET /attestation"] = matrixRow{action: "Microsoft.Attestation/attestationProviders/read", scope: "{sub}", deny: 403}
+	rows["GET "+att] = matrixRow{action: "Microsoft.Attestation/attestationProviders/read", scope: attScope + "/default", deny: 403}
+	rows["PUT "+att] = matrixRow{action: "Microsoft.Attestation/attestationProviders/write", scope: attScope + "/default", body: `{}`, deny: 403}
+	rows["POST "+att+"/rotateKey"] = matrixRow{action: "Microsoft.Attestation/attestationProviders/write", scope: attScope + "/default", deny: 403}
+
 	// Built-in role definitions are readable by every authenticated caller.
 	for _, prefix := range []string{"", "/subscriptions/{subscriptionId}", "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}",
 		"/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/{providerNamespace}/{resourceType}/{resourceName}"} {
@@ -130,7 +145,90 @@ func matrixRows() map[string]matrixRow {
 		rows["GET "+p] = matrixRow{deny: 200}
 		rows["GET "+p+"/{roleDefinitionId}"] = matrixRow{deny: 200}
 	}
+	keyVaultRows(rows)
 	return rows
+}
+
+// keyVaultRows adds the key vault's routes: ARM vaults (actions at the
+// vault, deleted vaults at the subscription) and the data plane, requested
+// through the /vaults/kv1 alias (data actions at the key, lists at the vault).
+func keyVaultRows(rows map[string]matrixRow) {
+	const kv = "Microsoft.KeyVault/vaults/"
+	const vaults = "/subscriptions/{subscriptionId}/resourcegroups/{resourceGroupName}/providers/Microsoft.KeyVault/vaults"
+	const prov = "/subscriptions/{subscriptionId}/providers/Microsoft.KeyVault"
+	rows["PUT "+vaults+"/{vaultName}"] = matrixRow{action: kv + "write", scope: mVault, body: `{"location":"westeurope"}`, deny: 403}
+	rows["PATCH "+vaults+"/{vaultName}"] = matrixRow{action: kv + "write", scope: mVault, body: `{}`, deny: 403}
+	rows["GET "+vaults+"/{vaultName}"] = matrixRow{action: kv + "read", scope: mVault, deny: 403}
+	rows["DELETE "+vaults+"/{vaultName}"] = matrixRow{action: kv + "delete", scope: mVault, deny: 403}
+	rows["PUT "+vaults+"/{vaultName}/accessPolicies/{operationKind}"] = matrixRow{action: kv + "accessPolicies/write", scope: mVault, body: `{"properties":{"accessPolicies":[]}}`, deny: 403}
+	rows["GET "+vaults] = matrixRow{deny: 200}
+	rows["GET "+prov+"/vaults"] = matrixRow{deny: 200}
+	rows["GET "+prov+"/deletedVaults"] = matrixRow{action: "Microsoft.KeyVault/deletedVaults/read", scope: "{sub}", deny: 403}
+	rows["GET "+prov+"/locations/{location}/deletedVaults/{vaultName}"] = matrixRow{action: "Microsoft.KeyVault/deletedVaults/read", scope: "{sub}", deny: 403}
+	rows["POST "+prov+"/locations/{location}/deletedVaults/{vaultName}/purge"] = matrixRow{action: "Microsoft.KeyVault/locations/deletedVaults/purge/action", scope: "{sub}", deny: 403}
+	k := kv + "keys/"
+	for name, row := range map[string]matrixRow{
+		"GET /keys":                             {action: k + "read", scope: mVault},
+		"POST /keys/{name}/create":              {action: k + "create/action", scope: mKey},
+		"PUT /keys/{name}":                      {action: k + "import/action", scope: mKey},
+		"GET /keys/{name}":                      {action: k + "read", scope: mKey},
+		"GET /keys/{name}/{version}":            {action: k + "read", scope: mKey},
+		"PATCH /keys/{name}":                    {action: k + "update/action", scope: mKey},
+		"PATCH /keys/{name}/{version}":          {action: k + "update/action", scope: mKey},
+		"DELETE /keys/{name}":                   {action: k + "delete", scope: mKey},
+		"GET /keys/{name}/versions":             {action: k + "read", scope: mKey},
+		"POST /keys/{name}/rotate":              {action: k + "rotate/action", scope: mKey},
+		"GET /keys/{name}/rotationpolicy":       {action: kv + "keyrotationpolicies/read", scope: mKey},
+		"PUT /keys/{name}/rotationpolicy":       {action: kv + "keyrotationpolicies/write", scope: mKey},
+		"GET /deletedkeys":                      {action: k + "read", scope: mVault},
+		"GET /deletedkeys/{name}":               {action: k + "read", scope: mKey},
+		"DELETE /deletedkeys/{name}":            {action: k + "purge/action", scope: mKey},
+		"POST /deletedkeys/{name}/recover":      {action: k + "recover/action", scope: mKey},
+		"POST /keys/{name}/wrapkey":             {action: k + "wrap/action", scope: mKey},
+		"POST /keys/{name}/{version}/wrapkey":   {action: k + "wrap/action", scope: mKey},
+		"POST /keys/{name}/unwrapkey":           {action: k + "unwrap/action", scope: mKey},
+		"POST /keys/{name}/{version}/unwrapkey": {action: k + "unwrap/action", scope: mKey},
+		"POST /keys/{name}/encrypt":             {action: k + "encrypt/action", scope: mKey},
+		"POST /keys/{name}/{version}/encrypt":   {action: k + "encrypt/action", scope: mKey},
+		"POST /keys/{name}/decrypt":             {action: k + "decrypt/action", scope: mKey},
+		"POST /keys/{name}/{version}/decrypt":   {action: k + "decrypt/action", scope: mKey},
+		"POST /keys/{name}/sign":                {action: k + "sign/action", scope: mKey},
+		"POST /keys/{name}/{version}/sign":      {action: k + "sign/action", scope: mKey},
+		"POST /keys/{name}/verify":              {action: k + "verify/action", scope: mKey},
+		"POST /keys/{name}/{version}/verify":    {action: k + "verify/action", scope: mKey},
+	} {
+		row.deny, row.body = 403, `{}`
+		rows[name] = row
+	}
+}
+
+// ensureVault (re)creates rg1 and the RBAC vault kv1 the key-vault rows
+// address, since earlier rows delete them, and grants the admin Key Vault
+// Administrator on it (the bootstrap admin holds no data role).
+func ensureVault(t *testing.T, srv *cvaulttest.Server) {
+	t.Helper()
+	ctx := context.Background()
+	b := srv.App.Bootstrap
+	if r := do(t, srv, "PUT", "/subscriptions/"+b.SubscriptionID+"/resourceGroups/rg1?api-version=2021-04-01", "admin", `{"location":"westeurope"}`); r.Status >= 300 {
+		t.Fatalf("create rg1: %d %s", r.Status, r.Body)
+	}
+	kvs := srv.App.KeyVault
+	if _, err := kvs.VaultByName(ctx, "kv1"); err == nil {
+		return
+	}
+	if _, err := kvs.RecoverVault(ctx, b.SubscriptionID, "rg1", "kv1"); err == nil {
+		return
+	}
+	v := keyvault.Vault{Subscription: b.SubscriptionID, ResourceGroup: "rg1", Name: "kv1", Location: "westeurope",
+		Properties: keyvault.VaultProperties{TenantID: b.TenantID, SKU: keyvault.SKUPremium, EnableRBACAuthorization: true}}
+	if _, _, err := kvs.PutVault(ctx, v, b.TenantID); err != nil {
+		t.Fatal(err)
+	}
+	scope := "/subscriptions/" + b.SubscriptionID + "/resourceGroups/rg1/providers/Microsoft.KeyVault/vaults/kv1"
+	if _, _, err := srv.App.Authz.Assign(ctx, authz.Assignment{Name: derivedOID("admin-kv"), Scope: scope,
+		RoleDefinitionID: authz.RoleKeyVaultAdministrator, PrincipalID: b.AdminObjectID, TenantID: b.TenantID}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // matrixTokens authenticate the matrix's callers; "expired" and "wrongaud"
@@ -175,10 +273,16 @@ func TestAuthorizationMatrix(t *testing.T) {
 			path = strings.ReplaceAll(path, "{"+name+"}", v)
 		}
 		path = strings.ReplaceAll(path, "{subscriptionId}", b.SubscriptionID)
+		if rt.Host == route.Vault {
+			path = "/vaults/kv1" + path
+		}
 		if !rt.APIVersions.Empty() {
 			path += "?api-version=" + firstVersion(rt)
 		}
 		t.Run(rt.Name(), func(t *testing.T) {
+			if strings.Contains(rt.Pattern, "Microsoft.KeyVault") || rt.Service == route.KeyVault {
+				ensureVault(t, srv)
+			}
 			if rt.Auth != route.Bearer {
 				if r := do(t, srv, rt.Method, path, "", row.body); r.Status != row.public {
 					t.Errorf("anonymous: %d, want %d", r.Status, row.public)
@@ -193,8 +297,14 @@ func TestAuthorizationMatrix(t *testing.T) {
 			if r := do(t, srv, rt.Method, path, "norole", row.body); r.Status != row.deny {
 				t.Errorf("no role: %d %s, want %d", r.Status, r.Body, row.deny)
 			}
-			// Another tenant sees 403 or 404, never a success.
-			if r := do(t, srv, rt.Method, path, "foreign", row.body); row.deny != 200 && r.Status != 403 && r.Status != 404 {
+			// Another tenant sees 403 or 404, never a success; a key vault
+			// answers 401 with the challenge naming its own tenant, as Azure
+			// does, so a multi-tenant client re-acquires its token there.
+			if r := do(t, srv, rt.Method, path, "foreign", row.body); rt.Service == route.KeyVault {
+				if r.Status != 401 || !strings.Contains(r.Header.Get("WWW-Authenticate"), b.TenantID) {
+					t.Errorf("wrong tenant: %d %v %s", r.Status, r.Header, r.Body)
+				}
+			} else if row.deny != 200 && r.Status != 403 && r.Status != 404 {
 				t.Errorf("wrong tenant: %d %s", r.Status, r.Body)
 			}
 			if r := do(t, srv, rt.Method, path, "admin", row.body); r.Status == 401 || r.Status == 403 {
@@ -218,7 +328,7 @@ func checkLevels(t *testing.T, az *authz.Service, tenant, action, scope, sub str
 		role = authz.RoleKeyVaultAdministrator
 	}
 	levels := map[string]bool{scope: true, sub: true, sub + "-sibling": false}
-	if strings.Count(scope, "/") > 2 {
+	if strings.Contains(strings.ToLower(scope), "/resourcegroups/") {
 		levels[sub+"/resourceGroups/rg1"] = true
 		levels[sub+"/resourceGroups/rg2"] = false
 	}
@@ -251,7 +361,7 @@ func derivedOID(s string) string {
 }
 
 func firstVersion(rt route.Route) string {
-	for _, v := range []string{"2022-04-01", "2021-04-01", "2022-12-01", "2024-11-30"} {
+	for _, v := range []string{"2022-04-01", "2021-04-01", "2022-12-01", "2024-11-30", "2024-11-01", "7.5"} {
 		if rt.APIVersions.Accepts(v) {
 			return v
 		}

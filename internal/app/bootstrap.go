@@ -3,11 +3,13 @@ package app
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/cvault/cvault/internal/arm"
 	"github.com/cvault/cvault/internal/identity"
@@ -101,4 +103,23 @@ func newGUID() string {
 	u[6] = u[6]&0x0f | 0x40
 	u[8] = u[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+}
+
+// tenantCreated gives a new tenant one subscription whose Owner is the
+// tenant's admin, as a new Azure tenant comes with a subscription; the
+// subscription id is derived from the tenant id so a retry is idempotent.
+func (a *App) tenantCreated(ctx context.Context, t identity.Tenant, admin identity.AdminCredentials) error {
+	sub := derivedGUID("subscription", t.ID)
+	if _, err := a.ARM.EnsureSubscription(ctx, arm.Subscription{ID: sub, TenantID: t.ID, DisplayName: t.DisplayName + " subscription"}); err != nil {
+		return err
+	}
+	return a.Authz.Bootstrap(ctx, t.ID, sub, admin.ObjectID)
+}
+
+// derivedGUID is a name-based (SHA-256) GUID: the same inputs give the same id.
+func derivedGUID(parts ...string) string {
+	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	h[6] = h[6]&0x0f | 0x50
+	h[8] = h[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
 }

@@ -140,6 +140,11 @@ func (s *Service) CreateTenant(ctx context.Context, caller *authn.Principal, dis
 		t, creds = tt, c
 		return nil
 	})
+	if err == nil && s.cfg.TenantCreated != nil {
+		if err := s.cfg.TenantCreated(ctx, t, *creds); err != nil {
+			return t, creds, fmt.Errorf("identity: tenant %s created, but its subscription: %w", t.ID, err)
+		}
+	}
 	return t, creds, err
 }
 

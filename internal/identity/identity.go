@@ -100,6 +100,11 @@ type Config struct {
 	// HTTPClient fetches external OIDC issuers' discovery documents and
 	// keys for federated assertions (default: a client with a 10 s timeout).
 	HTTPClient *http.Client
+	// TenantCreated runs after CreateTenant commits a new tenant, so the
+	// resource manager can give it a subscription its admin owns, as a new
+	// Azure tenant comes with one. An error is returned to the caller; the
+	// tenant stays (a retry of the hook is idempotent on the ARM side).
+	TenantCreated func(ctx context.Context, t Tenant, admin AdminCredentials) error
 }
 
 // Service is the identity service.

@@ -108,10 +108,11 @@ func New(cfg Config) (*Server, error) {
 }
 
 // VaultResource is the key vault audience and challenge resource:
-// https://vault.{domain}[:port], which passes azkeys' suffix check for
-// every {vault}.{domain}[:port] host.
+// https://{domain}[:port] (Azure: https://vault.azure.net for hosts
+// {vault}.vault.azure.net), which passes azkeys' suffix check
+// (host ends with "." + resource host) for every {vault}.{domain}[:port].
 func VaultResource(base *url.URL, domain string) string {
-	r := "https://vault." + domain
+	r := "https://" + domain
 	if p := base.Port(); p != "" && p != "443" {
 		r += ":" + p
 	}

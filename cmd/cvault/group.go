@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cvault/cvault/internal/cli/client"
+)
+
+func newGroupCmd() *cobra.Command {
+	f := &clientFlags{}
+	var sub string
+	cmd := &cobra.Command{
+		Use:   "group",
+		Short: "Manage resource groups",
+		Long: `Create, list, show and delete resource groups in a subscription
+(default: the first subscription the credentials see).`,
+	}
+	addClientFlags(cmd, f)
+	cmd.PersistentFlags().StringVar(&sub, "subscription", "", "subscription ID (default: the first one visible)")
+	cols := []outputColumn{col("NAME", "name"), col("LOCATION", "location"), col("STATE", "properties.provisioningState"), col("ID", "id")}
+	path := func(ctx context.Context, c *client.Client, name string) (string, error) {
+		s, err := c.Subscription(ctx, sub)
+		if err != nil {
+			return "", err
+		}
+		p := "/subscriptions/" + url.PathEscape(s) + "/resourcegroups"
+		if name != "" {
+			p += "/" + url.PathEscape(name)
+		}
+		return p, nil
+	}
+
+	var location string
+	create := &cobra.Command{
+		Use:   "create NAME",
+		Short: "Create (or update) a resource group",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return f.run(cmd, cols, func(ctx context.Context, c *client.Client) (any, error) {
+				p, err := path(ctx, c, args[0])
+				if err != nil {
+					return nil, err
+				}
+				var v map[string]any
+				return v, c.ARM(ctx, http.MethodPut, p, client.VersionResources, map[string]string{"location": location}, &v)
+			})
+		},
+	}
+	create.Flags().StringVarP(&location, "location", "l", "westeurope", "Azure region")
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List resource groups",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return f.run(cmd, cols, func(ctx context.Context, c *client.Client) (any, error) {
+				p, err := path(ctx, c, "")
+				if err != nil {
+					return nil, err
+				}
+				var v map[string]any
+				return v, c.ARM(ctx, http.MethodGet, p, client.VersionResources, nil, &v)
+			})
+		},
+	}
+	show := &cobra.Command{
+		Use:   "show NAME",
+		Short: "Show a resource group",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return f.run(cmd, cols, func(ctx context.Context, c *client.Client) (any, error) {
+				p, err := path(ctx, c, args[0])
+				if err != nil {
+					return nil, err
+				}
+				var v map[string]any
+				return v, c.ARM(ctx, http.MethodGet, p, client.VersionResources, nil, &v)
+			})
+		},
+	}
+	del := &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Delete a resource group and wait for the operation",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return f.run(cmd, nil, func(ctx context.Context, c *client.Client) (any, error) {
+				p, err := path(ctx, c, args[0])
+				if err != nil {
+					return nil, err
+				}
+				return nil, c.ARMDelete(ctx, p, client.VersionResources)
+			})
+		},
+	}
+	cmd.AddCommand(create, list, show, del)
+	return cmd
+}

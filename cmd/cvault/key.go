@@ -1,0 +1,129 @@
+package main
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
+	"github.com/spf13/cobra"
+)
+
+func newKeyCmd() *cobra.Command {
+	c := &conn{}
+	var domain string
+	cmd := &cobra.Command{Use: "key", Short: "Manage keys of a vault over the Key Vault data plane (as azkeys does)"}
+	c.flags(cmd)
+	cmd.PersistentFlags().StringVar(&domain, "vault-domain", "vault.localhost", "parent domain of vault hosts")
+	client := func(vault string) (*azkeys.Client, error) {
+		cred, opts, err := c.credential()
+		if err != nil {
+			return nil, err
+		}
+		u, err := url.Parse(c.url)
+		if err != nil {
+			return nil, fmt.Errorf("--url: %w", err)
+		}
+		vu := "https://" + strings.ToLower(vault) + "." + domain
+		if p := u.Port(); p != "" && p != "443" {
+			vu += ":" + p
+		}
+		return azkeys.NewClient(vu, cred, &azkeys.ClientOptions{ClientOptions: opts})
+	}
+	var kty, crv string
+	var size int32
+	var ops []string
+	create := &cobra.Command{
+		Use: "create VAULT NAME", Short: "Create a key (or a new version)", Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kc, err := client(args[0])
+			if err != nil {
+				return err
+			}
+			p := azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyType(kty))}
+			if size != 0 {
+				p.KeySize = to.Ptr(size)
+			}
+			if crv != "" {
+				p.Curve = to.Ptr(azkeys.CurveName(crv))
+			}
+			for _, op := range ops {
+				p.KeyOps = append(p.KeyOps, to.Ptr(azkeys.KeyOperation(op)))
+			}
+			res, err := kc.CreateKey(cmd.Context(), args[1], p, nil)
+			if err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), res.KeyBundle)
+		},
+	}
+	f := create.Flags()
+	f.StringVar(&kty, "kty", "RSA-HSM", "RSA, RSA-HSM, EC, EC-HSM or oct-HSM")
+	f.Int32Var(&size, "size", 0, "key size in bits (RSA 2048/3072/4096, oct 128/192/256)")
+	f.StringVar(&crv, "crv", "", "EC curve (P-256, P-384, P-521)")
+	f.StringSliceVar(&ops, "ops", nil, "permitted operations (default: the type's)")
+	var version string
+	show := &cobra.Command{
+		Use: "show VAULT NAME", Short: "Show a key's public part and attributes", Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kc, err := client(args[0])
+			if err != nil {
+				return err
+			}
+			res, err := kc.GetKey(cmd.Context(), args[1], version, nil)
+			if err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), res.KeyBundle)
+		},
+	}
+	show.Flags().StringVar(&version, "version", "", "key version (default: the current one)")
+	list := &cobra.Command{
+		Use: "list VAULT", Short: "List a vault's keys", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kc, err := client(args[0])
+			if err != nil {
+				return err
+			}
+			p := kc.NewListKeyPropertiesPager(nil)
+			for p.More() {
+				page, err := p.NextPage(cmd.Context())
+				if err != nil {
+					return err
+				}
+				for _, k := range page.Value {
+					fmt.Fprintf(cmd.OutOrStdout(), "%-32s enabled=%v\n", k.KID.Name(), *k.Attributes.Enabled)
+				}
+			}
+			return nil
+		},
+	}
+	rotate := &cobra.Command{
+		Use: "rotate VAULT NAME", Short: "Create a new version of a key", Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kc, err := client(args[0])
+			if err != nil {
+				return err
+			}
+			res, err := kc.RotateKey(cmd.Context(), args[1], nil)
+			if err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), res.KeyBundle)
+		},
+	}
+	del := &cobra.Command{
+		Use: "delete VAULT NAME", Short: "Soft-delete a key", Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kc, err := client(args[0])
+			if err != nil {
+				return err
+			}
+			_, err = kc.DeleteKey(cmd.Context(), args[1], nil)
+			return err
+		},
+	}
+	cmd.AddCommand(create, show, list, rotate, del)
+	return cmd
+}
