@@ -131,13 +131,13 @@ func (r *Runner) Step(name, what string, fn func() (string, error)) error {
 
 // Env is a running demo server and how to reach it.
 type Env struct {
-	App        *app.App
-	URL        string
-	HTTP       *http.Client
-	Admin      Tenant
-	VaultPort  string
-	VaultZone  string
-	DEKTTL     time.Duration
+	App       *app.App
+	URL       string
+	HTTP      *http.Client
+	Admin     Tenant
+	VaultPort string
+	VaultZone string
+	DEKTTL    time.Duration
 }
 
 // Tenant is a tenant's administrator, as the demo's actors sign in.
