@@ -116,11 +116,14 @@ func (c miCredential) GetToken(ctx context.Context, opts policy.TokenRequestOpti
 	return c.k.miToken(ctx, c.id, opts.Scopes[0])
 }
 
-func (k *keyAccess) client(p keyPrincipal, vault string) (*azkeys.Client, error) {
+// client returns the azkeys client of p on vault; fresh skips the cache
+// (and its cached tokens), so a DES proof sees the federated credential and
+// service principal as they are now.
+func (k *keyAccess) client(p keyPrincipal, vault string, fresh ...bool) (*azkeys.Client, error) {
 	ck := p.identityID + "\x00" + p.federatedClientID + "\x00" + p.homeTenant + "\x00" + vault
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if c, ok := k.clients[ck]; ok {
+	if c, ok := k.clients[ck]; ok && len(fresh) == 0 {
 		return c, nil
 	}
 	opts := azcore.ClientOptions{Transport: k.httpClient, Retry: policy.RetryOptions{MaxRetries: 1, RetryDelay: 50 * time.Millisecond}}
@@ -152,7 +155,10 @@ func (k *keyAccess) client(p keyPrincipal, vault string) (*azkeys.Client, error)
 	return c, nil
 }
 
-var aadstsRE = regexp.MustCompile(`AADSTS\d+:[^\r\n"]*`)
+var (
+	aadstsRE = regexp.MustCompile(`AADSTS\d+:[^\r\n"]*`)
+	innerRE  = regexp.MustCompile(`"innererror"\s*:\s*\{\s*"code"\s*:\s*"([A-Za-z]+)"`)
+)
 
 // classify turns an azkeys/azidentity failure into a KeyError.
 func classify(err error, ref keyRef, op string) *KeyError {
@@ -178,8 +184,12 @@ func classify(err error, ref keyRef, op string) *KeyError {
 		case strings.Contains(strings.ToLower(msg), "disabled"):
 			return &KeyError{Code: CodeKeyVaultKeyDisabled, Err: err, Message: fmt.Sprintf("The key %s is disabled: %s", ref, msg)}
 		case re.StatusCode == http.StatusUnauthorized || re.StatusCode == http.StatusForbidden:
+			code := re.ErrorCode
+			if m := innerRE.FindStringSubmatch(err.Error()); m != nil {
+				code += "/" + m[1]
+			}
 			return &KeyError{Code: CodeKeyVaultAccessForbidden, Err: err, Message: fmt.Sprintf(
-				"Unable to %s with key %s: key vault %s refused the disk encryption set's identity (%d %s).", op, ref, ref.vault, re.StatusCode, msg)}
+				"Unable to %s with key %s: key vault %s refused the disk encryption set's identity (%d %s: %s).", op, ref, ref.vault, re.StatusCode, code, msg)}
 		}
 		return &KeyError{Code: CodeKeyVaultAccessForbidden, Err: err, Message: fmt.Sprintf(
 			"Unable to %s with key %s: key vault answered %d %s.", op, ref, re.StatusCode, re.ErrorCode)}
@@ -210,7 +220,7 @@ func vaultMessage(re *azcore.ResponseError) string {
 // for confidential-VM sets), its vault is in location, and a random value
 // wraps and unwraps back. It is what a DES create or key change runs.
 func (k *keyAccess) verify(ctx context.Context, p keyPrincipal, ref keyRef, location string, cvm bool, rnd io.Reader) *KeyError {
-	c, err := k.client(p, ref.vault)
+	c, err := k.client(p, ref.vault, true)
 	if err != nil {
 		return &KeyError{Code: CodeKeyVaultAccessForbidden, Message: "The key vault client could not be built.", Err: err}
 	}
@@ -241,6 +251,7 @@ func (k *keyAccess) verify(ctx context.Context, p keyPrincipal, ref keyRef, loca
 	if _, err := io.ReadFull(rnd, probe); err != nil {
 		return &KeyError{Code: CodeKeyVaultAccessForbidden, Message: "internal error", Err: err}
 	}
+	// The round trip uses the fresh client just stored.
 	w := &customerWrapper{k: k, p: p, ref: ref}
 	wrapped, kid, err := w.WrapKey(ctx, probe)
 	if err != nil {
