@@ -185,12 +185,13 @@ func (s *Service) createVM(ctx context.Context, id azure.ResourceID, in VirtualM
 	rec := vmRecord{PowerState: PowerRunning}
 	// Roll back what was made if the VM is not stored in the end.
 	var createdSystem bool
+	var created []string
 	defer func() {
 		if err == nil {
 			return
 		}
 		bg := context.WithoutCancel(ctx)
-		for _, d := range rec.Implicit {
+		for _, d := range created {
 			if disk, gerr := s.GetDisk(bg, d); gerr == nil {
 				_ = s.deleteDiskData(bg, disk)
 			}
@@ -216,7 +217,10 @@ func (s *Service) createVM(ctx context.Context, id azure.ResourceID, in VirtualM
 		}
 		rec.Disks = append(rec.Disks, resKey(diskID))
 		if implicit {
-			rec.Implicit = append(rec.Implicit, resKey(diskID))
+			created = append(created, resKey(diskID))
+			if strings.EqualFold(os.DeleteOption, "Delete") {
+				rec.Implicit = append(rec.Implicit, resKey(diskID))
+			}
 		}
 	}
 	for i := range sp.DataDisks {
@@ -236,8 +240,11 @@ func (s *Service) createVM(ctx context.Context, id azure.ResourceID, in VirtualM
 			dd.Name = lastSegment(diskID)
 		}
 		rec.Disks = append(rec.Disks, resKey(diskID))
-		if implicit && !strings.EqualFold(dd.DeleteOption, "Detach") {
-			rec.Implicit = append(rec.Implicit, resKey(diskID))
+		if implicit {
+			created = append(created, resKey(diskID))
+			if strings.EqualFold(dd.DeleteOption, "Delete") {
+				rec.Implicit = append(rec.Implicit, resKey(diskID))
+			}
 		}
 	}
 	if sp.DataDisks == nil {
@@ -512,8 +519,8 @@ func (s *Service) PowerState(ctx context.Context, id string) (string, error) {
 	return rec.PowerState, nil
 }
 
-// DeleteVM deletes a VM: its implicit disks (deleteOption Delete) go with
-// it, other disks are detached; its system-assigned identity and
+// DeleteVM deletes a VM: disks it created with deleteOption Delete go
+// with it, other disks are detached (Azure's default deleteOption Detach); its system-assigned identity and
 // managed-identity secret are deleted. False when it did not exist.
 func (s *Service) DeleteVM(ctx context.Context, id string) (bool, error) {
 	var rec vmRecord
