@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/cvault/cvault/internal/arm"
 	"github.com/cvault/cvault/internal/azure"
 	"github.com/cvault/cvault/internal/store"
@@ -449,23 +451,28 @@ func (s *Service) updateVMRecord(ctx context.Context, id string, fn func(*vmReco
 // stops the start here). Confidential customer-key disks are skipped: the
 // guest releases their key itself.
 func (s *Service) unlockDisks(ctx context.Context, disks []string) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(8) // a VM's disks unlock in parallel, as a host attaches them
 	for _, id := range disks {
-		d, err := s.GetDisk(ctx, id)
-		if err != nil {
-			return err
-		}
-		if sp := d.Properties.SecurityProfile; sp != nil && sp.SecurityType == SecurityCVMDiskCustomerKey {
-			continue
-		}
-		if err := s.cfg.DiskData.Unlock(ctx, d.Properties.UniqueID); err != nil {
-			var ke *KeyError
-			if errors.As(err, &ke) {
-				return &KeyError{Code: ke.Code, Message: fmt.Sprintf("Disk %s cannot be unlocked: %s", d.Name, ke.Message), Err: err}
+		g.Go(func() error {
+			d, err := s.GetDisk(ctx, id)
+			if err != nil {
+				return err
 			}
-			return err
-		}
+			if sp := d.Properties.SecurityProfile; sp != nil && sp.SecurityType == SecurityCVMDiskCustomerKey {
+				return nil
+			}
+			if err := s.cfg.DiskData.Unlock(ctx, d.Properties.UniqueID); err != nil {
+				var ke *KeyError
+				if errors.As(err, &ke) {
+					return &KeyError{Code: ke.Code, Message: fmt.Sprintf("Disk %s cannot be unlocked: %s", d.Name, ke.Message), Err: err}
+				}
+				return err
+			}
+			return nil
+		})
 	}
-	return nil
+	return g.Wait()
 }
 
 // Power actions.

@@ -4,8 +4,9 @@
 // restart, instanceView) — in the shapes and status codes armcompute v8
 // expects (wire §5, §6.3): DES and disk PUT/PATCH answer 202, VM PUT 201 or
 // 200, power actions and deletes 202, each with an absolute
-// Azure-AsyncOperation URL and Retry-After: 1. Work is done within the
-// request; a key-access failure ends the operation Failed with its code
+// Azure-AsyncOperation URL. Work is done within the request, so the
+// operation is terminal when the client first polls it (hence no
+// Retry-After, which azcore would sleep before that first poll); a key-access failure ends the operation Failed with its code
 // (seed 003's KeyVaultAccessForbidden …) and nothing is stored.
 package computehttp
 
@@ -163,7 +164,12 @@ func (h *handlers) lro(w http.ResponseWriter, r *http.Request, location, resourc
 	if withLocation {
 		loc = op.ResultURL(h.base, v)
 	}
-	azure.SetLROHeaders(w, op.StatusURL(h.base, v), loc)
+	// The operation is already terminal (the work ran within the request),
+	// so no Retry-After: azcore would wait it out before its first poll.
+	w.Header().Set("Azure-AsyncOperation", op.StatusURL(h.base, v))
+	if loc != "" {
+		w.Header().Set("Location", loc)
+	}
 	if body == nil {
 		w.WriteHeader(status)
 		return nil

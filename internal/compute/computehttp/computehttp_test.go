@@ -19,7 +19,7 @@ import (
 
 // setup runs seed 003's phases 1 and 2 over HTTPS (the demo's steps) and
 // returns the cast with the provider's armcompute clients.
-func setup(t *testing.T) (*demo.CrossTenantSetup, *demo.Compute) {
+func setup(t testing.TB) (*demo.CrossTenantSetup, *demo.Compute) {
 	t.Helper()
 	ctx := context.Background()
 	env, stop, err := demo.Start(ctx, demo.Options{DEKCacheTTL: -1})
@@ -71,7 +71,7 @@ func wantAbsent(t *testing.T, c *demo.Compute, rg, name string) {
 	}
 }
 
-func newVault(t *testing.T, x *demo.CrossTenantSetup, name, location string) (vaultID, keyURL string) {
+func newVault(t testing.TB, x *demo.CrossTenantSetup, name, location string) (vaultID, keyURL string) {
 	t.Helper()
 	ctx := context.Background()
 	y := *x
