@@ -27,7 +27,7 @@ func newGuestCmd() *cobra.Command {
 		Use:   "guest",
 		Short: "In-VM side: attest this VM (real SEV-SNP device or the simulated platform), serve IMDS tokens",
 	}
-	cmd.AddCommand(newGuestAttestCmd(), newIMDSProxyCmd())
+	cmd.AddCommand(newGuestAttestCmd(), newGuestReleaseCmd(), newIMDSProxyCmd())
 	return cmd
 }
 

@@ -9,24 +9,26 @@ import (
 )
 
 func newDemoCmd() *cobra.Command {
-	var opts demo.Options
-	names := ""
-	for _, s := range demo.Scenarios {
-		names += "\n  " + s.Name + ": " + s.Title
-	}
+	var logFile string
 	cmd := &cobra.Command{
-		Use:   "demo [scenario|all]",
-		Short: "Replay the seed scenarios end to end against an in-process server",
-		Long: `demo starts cvault in-process on a temporary data dir and replays the seeds' flows over
-HTTPS with the Azure SDK clients, printing each step; it exits 0 only if every check held.
-CVAULT_DEMO_BREAK=<step> makes the named step fail (to see a failing run).
-Scenarios:` + names,
-		Args: cobra.MaximumNArgs(1),
+		Use:   "demo [skr|cross-tenant|all]",
+		Short: "Replay the seed scenarios end to end against an in-process server (exit 0 only if every step held)",
+		Long: `Replay the seed scenarios step by step against an in-process cvault on a throwaway embedded
+store, over HTTPS, through the Azure SDK and the guest agent; one line per step.
+With no argument every scenario runs. CVAULT_DEMO_BREAK=<step> fails that step on purpose.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Break = os.Getenv("CVAULT_DEMO_BREAK")
-			return demo.Run(cmd.Context(), cmd.OutOrStdout(), args, opts)
+			cfg := demo.Config{Out: cmd.OutOrStdout(), Break: os.Getenv("CVAULT_DEMO_BREAK")}
+			if logFile != "" {
+				f, err := os.Create(logFile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				cfg.Logs = f
+			}
+			return demo.Run(cmd.Context(), cfg, args...)
 		},
 	}
-	cmd.Flags().DurationVar(&opts.DEKCacheTTL, "dek-cache-ttl", 0, "DEK cache TTL of the demo server (default 2s)")
+	cmd.Flags().StringVar(&logFile, "server-log", "", "write the in-process server's log to this file")
 	return cmd
 }

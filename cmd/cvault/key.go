@@ -31,9 +31,10 @@ func newKeyCmd() *cobra.Command {
 		}
 		return azkeys.NewClient(vu, cred, &azkeys.ClientOptions{ClientOptions: opts})
 	}
-	var kty, crv string
+	var kty, crv, policyFile string
 	var size int32
 	var ops []string
+	var exportable, cvmDefault bool
 	create := &cobra.Command{
 		Use: "create VAULT NAME", Short: "Create a key (or a new version)", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -51,6 +52,17 @@ func newKeyCmd() *cobra.Command {
 			for _, op := range ops {
 				p.KeyOps = append(p.KeyOps, to.Ptr(azkeys.KeyOperation(op)))
 			}
+			pol, err := releasePolicyFlag(policyFile, cvmDefault, c.url)
+			if err != nil {
+				return err
+			}
+			if pol != nil {
+				exportable = true
+				p.ReleasePolicy = &azkeys.KeyReleasePolicy{EncodedPolicy: pol, Immutable: to.Ptr(false)}
+			}
+			if exportable {
+				p.KeyAttributes = &azkeys.KeyAttributes{Exportable: to.Ptr(true)}
+			}
 			res, err := kc.CreateKey(cmd.Context(), args[1], p, nil)
 			if err != nil {
 				return err
@@ -63,6 +75,9 @@ func newKeyCmd() *cobra.Command {
 	f.Int32Var(&size, "size", 0, "key size in bits (RSA 2048/3072/4096, oct 128/192/256)")
 	f.StringVar(&crv, "crv", "", "EC curve (P-256, P-384, P-521)")
 	f.StringSliceVar(&ops, "ops", nil, "permitted operations (default: the type's)")
+	f.BoolVar(&exportable, "exportable", false, "exportable key (needs a release policy; implied by --policy/--cvm-default-policy)")
+	f.StringVar(&policyFile, "policy", "", "release policy JSON file (Secure Key Release)")
+	f.BoolVar(&cvmDefault, "cvm-default-policy", false, "release policy: Azure's default confidential-VM policy with this server's default attestation instance as authority")
 	var version string
 	show := &cobra.Command{
 		Use: "show VAULT NAME", Short: "Show a key's public part and attributes", Args: cobra.ExactArgs(2),

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -19,6 +20,7 @@ func newServeCmd() *cobra.Command {
 		cfg         app.Config
 		rootKeyFile string
 		simRootFile string
+		aliases     []string
 		logLevel    string
 		logJSON     bool
 	)
@@ -50,6 +52,9 @@ Several servers pointed at one PostgreSQL database serve the same tenants, vault
 				if cfg.SimulatedRootsPEM, err = os.ReadFile(simRootFile); err != nil {
 					return fmt.Errorf("--trust-sim-root: %w", err)
 				}
+			}
+			if cfg.AuthorityAliases, err = parseAliases(aliases); err != nil {
+				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -86,9 +91,24 @@ Several servers pointed at one PostgreSQL database serve the same tenants, vault
 	f.StringSliceVar(&cfg.Hostnames, "hostname", nil, "extra DNS names or IPs for the generated TLS certificate (repeatable)")
 	f.StringVar(&simRootFile, "trust-sim-root", "", "trust the simulated SEV-SNP platform's roots in this PEM file (from 'cvault sim root'); tokens say x-cvault-simulated: true")
 	f.DurationVar(&cfg.DEKCacheTTL, "dek-cache-ttl", diskdata.DefaultDEKCacheTTL, "how long an unwrapped disk data key is reused; a customer's disabled key stops disk reads within this time (negative: no cache)")
+	f.StringSliceVar(&aliases, "authority-alias", nil, "map an attestation authority URL named in release policies (e.g. Azure's https://sharedeus.eus.attest.azure.net) to an attestation instance: URL=INSTANCE (repeatable)")
+	f.StringSliceVar(&cfg.TrustedAuthorities, "trusted-authority", nil, "external MAA-compatible attestation authority (issuer URL) whose tokens may release keys; keys via its OpenID metadata (repeatable)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.BoolVar(&logJSON, "log-json", false, "log as JSON lines instead of text")
 	return cmd
+}
+
+// parseAliases reads --authority-alias URL=INSTANCE values.
+func parseAliases(in []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, a := range in {
+		u, inst, ok := strings.Cut(a, "=")
+		if !ok || !strings.HasPrefix(u, "https://") || inst == "" {
+			return nil, fmt.Errorf("--authority-alias %q: want https://AUTHORITY=INSTANCE", a)
+		}
+		out[u] = inst
+	}
+	return out, nil
 }
 
 // rootKey reads the operator's root key: --root-key-file, else CVAULT_ROOT_KEY,

@@ -40,6 +40,7 @@ import (
 	"github.com/cvault/cvault/internal/keyvault"
 	"github.com/cvault/cvault/internal/keyvault/kvhttp"
 	"github.com/cvault/cvault/internal/pki"
+	"github.com/cvault/cvault/internal/release"
 	"github.com/cvault/cvault/internal/route"
 	"github.com/cvault/cvault/internal/server"
 	"github.com/cvault/cvault/internal/store"
@@ -78,6 +79,14 @@ type Config struct {
 	// SimulatedRootsPEM are simulated SEV-SNP roots the attestation service trusts
 	// (`--trust-sim-root`, from `cvault sim root`); nil refuses simulated evidence.
 	SimulatedRootsPEM []byte
+	// AuthorityAliases map attestation authority URLs (Azure's MAA hosts in
+	// Azure's release policies) to attestation instances (--authority-alias).
+	AuthorityAliases map[string]string
+	// TrustedAuthorities are external MAA-compatible authorities whose tokens
+	// release keys (--trusted-authority); AuthorityClient fetches their
+	// metadata and keys (nil: system roots).
+	TrustedAuthorities []string
+	AuthorityClient    *http.Client
 }
 
 // App is a built server.
@@ -101,6 +110,8 @@ type App struct {
 	KeyVault *keyvault.Service
 	// Attestation holds the attestation instances (issuer URLs and token keys for key release).
 	Attestation *instance.Service
+	// Release is Secure Key Release (the vaults' release operation and audit log).
+	Release *release.Service
 	// DiskData is the managed-disk data service (encrypted blocks, signed URLs).
 	DiskData   *diskdata.Service
 	diskBlocks *blockstore.Dir
@@ -208,13 +219,17 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 		return nil, err
 	}
 	armSvc.RegisterGroupDeleter(a.KeyVault)
-	routes = append(routes, kvhttp.Routes(kvhttp.Config{Service: a.KeyVault, ARM: armSvc, Authorizer: a.Authz,
-		BaseURL: a.BaseURL, VaultDomain: cfg.VaultDomain})...)
 
 	// Attestation: instances, with `default` created on first start.
 	if a.Attestation, err = a.attestation(ctx, reg); err != nil {
 		return nil, err
 	}
+	// Secure Key Release: served on the vault hosts, verifies the instances' tokens.
+	if a.Release, err = a.newRelease(); err != nil {
+		return nil, err
+	}
+	routes = append(routes, kvhttp.Routes(kvhttp.Config{Service: a.KeyVault, ARM: armSvc, Authorizer: a.Authz,
+		BaseURL: a.BaseURL, VaultDomain: cfg.VaultDomain, Release: a.Release})...)
 	routes = append(routes, attesthttp.Routes(a.Attestation, a.Authz, "/subscriptions/"+a.Bootstrap.SubscriptionID)...)
 
 	// Managed-disk data path: encrypted block store and signed-URL routes.

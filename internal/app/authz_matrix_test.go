@@ -197,6 +197,9 @@ func keyVaultRows(rows map[string]matrixRow) {
 		"POST /keys/{name}/{version}/sign":      {action: k + "sign/action", scope: mKey},
 		"POST /keys/{name}/verify":              {action: k + "verify/action", scope: mKey},
 		"POST /keys/{name}/{version}/verify":    {action: k + "verify/action", scope: mKey},
+		"POST /keys/{name}/release":             {action: k + "release/action", scope: mKey},
+		"POST /keys/{name}/{version}/release":   {action: k + "release/action", scope: mKey},
+		"GET /keys/{name}/releaseaudit":         {action: k + "read", scope: mKey},
 	} {
 		row.deny, row.body = 403, `{}`
 		rows[name] = row

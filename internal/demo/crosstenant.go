@@ -64,7 +64,7 @@ func newGUID() string {
 // Phase1 is the provider's identity setup.
 func (x *CrossTenantSetup) Phase1(ctx context.Context, r *Runner) error {
 	e := x.Env
-	if err := r.Step("provider-app", "provider registers a multi-tenant app (AzureADMultipleOrgs)", func() (string, error) {
+	if err := step(r, "provider-app", "provider registers a multi-tenant app (AzureADMultipleOrgs)", func() (string, error) {
 		var app struct{ ID, AppID string }
 		err := e.Graph(ctx, x.Provider.Cred, "POST", "/applications",
 			map[string]string{"displayName": "ContosoCMKDemo", "signInAudience": "AzureADMultipleOrgs"}, &app)
@@ -73,7 +73,7 @@ func (x *CrossTenantSetup) Phase1(ctx context.Context, r *Runner) error {
 	}); err != nil {
 		return err
 	}
-	if err := r.Step("provider-uami", "provider creates a user-assigned managed identity", func() (string, error) {
+	if err := step(r, "provider-uami", "provider creates a user-assigned managed identity", func() (string, error) {
 		if err := e.ResourceGroup(ctx, x.Provider, x.ProviderRG, x.Location); err != nil {
 			return "", err
 		}
@@ -90,7 +90,7 @@ func (x *CrossTenantSetup) Phase1(ctx context.Context, r *Runner) error {
 	}); err != nil {
 		return err
 	}
-	return r.Step("provider-fic", "provider adds the identity as the app's federated credential", func() (string, error) {
+	return step(r, "provider-fic", "provider adds the identity as the app's federated credential", func() (string, error) {
 		fic := map[string]any{"name": "cmk-uami", "issuer": e.URL + "/" + x.Provider.ID + "/v2.0", "subject": x.UAMIPrincipalID,
 			"audiences": []string{"api://AzureADTokenExchange"}, "description": "UAMI as credential for CMK"}
 		return "audience api://AzureADTokenExchange", e.Graph(ctx, x.Provider.Cred, "POST", "/applications/"+x.AppObjectID+"/federatedIdentityCredentials", fic, nil)
@@ -100,14 +100,14 @@ func (x *CrossTenantSetup) Phase1(ctx context.Context, r *Runner) error {
 // Phase2 is the customer's: install the app, vault, key, role.
 func (x *CrossTenantSetup) Phase2(ctx context.Context, r *Runner) error {
 	e := x.Env
-	if err := r.Step("customer", "a customer tenant with its own subscription", func() (string, error) {
+	if err := step(r, "customer", "a customer tenant with its own subscription", func() (string, error) {
 		t, err := e.NewTenant(ctx, "Customer")
 		x.Customer = t
 		return "tenant " + t.ID, err
 	}); err != nil {
 		return err
 	}
-	if err := r.Step("customer-sp", "customer installs the provider's app (service principal)", func() (string, error) {
+	if err := step(r, "customer-sp", "customer installs the provider's app (service principal)", func() (string, error) {
 		var sp struct{ ID string }
 		err := e.Graph(ctx, x.Customer.Cred, "POST", "/servicePrincipals", map[string]string{"appId": x.AppID}, &sp)
 		x.SPObjectID = sp.ID
@@ -115,7 +115,7 @@ func (x *CrossTenantSetup) Phase2(ctx context.Context, r *Runner) error {
 	}); err != nil {
 		return err
 	}
-	if err := r.Step("customer-vault", "customer creates a premium vault with purge protection (RBAC)", func() (string, error) {
+	if err := step(r, "customer-vault", "customer creates a premium vault with purge protection (RBAC)", func() (string, error) {
 		if err := e.ResourceGroup(ctx, x.Customer, x.CustomerRG, x.Location); err != nil {
 			return "", err
 		}
@@ -141,7 +141,7 @@ func (x *CrossTenantSetup) Phase2(ctx context.Context, r *Runner) error {
 	}); err != nil {
 		return err
 	}
-	if err := r.Step("customer-key", "customer (Key Vault Crypto Officer) creates an RSA key", func() (string, error) {
+	if err := step(r, "customer-key", "customer (Key Vault Crypto Officer) creates an RSA key", func() (string, error) {
 		if err := x.Assign(ctx, x.Customer, x.VaultID, authz.RoleKeyVaultCryptoOfficer, x.Customer.ObjectID); err != nil {
 			return "", err
 		}
@@ -158,7 +158,7 @@ func (x *CrossTenantSetup) Phase2(ctx context.Context, r *Runner) error {
 	}); err != nil {
 		return err
 	}
-	return r.Step("customer-grant", "customer grants the app Key Vault Crypto Service Encryption User", func() (string, error) {
+	return step(r, "customer-grant", "customer grants the app Key Vault Crypto Service Encryption User", func() (string, error) {
 		return "on " + x.VaultName, x.Assign(ctx, x.Customer, x.VaultID, authz.RoleKeyVaultCryptoServiceEncryption, x.SPObjectID)
 	})
 }
@@ -280,6 +280,34 @@ func (e *Env) ReadDisk(ctx context.Context, c *Compute, rg, disk string, n int) 
 	return buf, errors.Join(derr, err)
 }
 
+// Cross-tenant step names, in order.
+var crossTenantSteps = []string{"provider-app", "provider-uami", "provider-fic", "customer", "customer-sp", "customer-vault",
+	"customer-key", "customer-grant", "provider-des", "provider-disk", "read-back", "provider-vm", "deallocate", "key-off",
+	"start-refused", "read-refused", "key-on", "start", "read-again"}
+
+func crossTenantScenario() Scenario {
+	return Scenario{Name: "cross-tenant", Title: "Managed disks encrypted with a customer's key in another tenant (seed 003)",
+		Steps: crossTenantSteps, Run: func(ctx context.Context, cfg Config, r *Runner) error {
+			env, stop, err := StartEnv(ctx, EnvOptions{Logs: cfg.Logs})
+			if err != nil {
+				return err
+			}
+			defer stop()
+			return CrossTenant(ctx, env, r)
+		}}
+}
+
+// step runs one step, its message saying what it showed.
+func step(r *Runner, name, what string, fn func() (string, error)) error {
+	return r.Step(name, func() (string, error) {
+		detail, err := fn()
+		if detail != "" {
+			what += " (" + detail + ")"
+		}
+		return what, err
+	})
+}
+
 // CrossTenant is seed 003 end to end, then the customer's kill switch.
 func CrossTenant(ctx context.Context, env *Env, r *Runner) error {
 	x := NewCrossTenantSetup(env, "westcentralus")
@@ -295,7 +323,7 @@ func CrossTenant(ctx context.Context, env *Env, r *Runner) error {
 	}
 	rg := x.ProviderRG
 	var desID string
-	if err := r.Step("provider-des", "provider creates the DES (keyUrl + federatedClientId); it proves the key over HTTPS", func() (string, error) {
+	if err := step(r, "provider-des", "provider creates the DES (keyUrl + federatedClientId); it proves the key over HTTPS", func() (string, error) {
 		start := time.Now()
 		p, err := c.DES.BeginCreateOrUpdate(ctx, rg, "ContosoDES", x.DESBody(), nil)
 		if err != nil {
@@ -313,7 +341,7 @@ func CrossTenant(ctx context.Context, env *Env, r *Runner) error {
 	data := make([]byte, 1<<20)
 	_, _ = rand.Read(data)
 	want := sha256.Sum256(data)
-	if err := r.Step("provider-disk", "provider creates a customer-key disk and uploads 1 MiB through its signed URL", func() (string, error) {
+	if err := step(r, "provider-disk", "provider creates a customer-key disk and uploads 1 MiB through its signed URL", func() (string, error) {
 		p, err := c.Disks.BeginCreateOrUpdate(ctx, rg, "datadisk", armcompute.Disk{Location: to.Ptr(x.Location),
 			SKU: &armcompute.DiskSKU{Name: to.Ptr(armcompute.DiskStorageAccountTypesPremiumLRS)},
 			Properties: &armcompute.DiskProperties{
@@ -340,11 +368,11 @@ func CrossTenant(ctx context.Context, env *Env, r *Runner) error {
 		}
 		return "sha256 matches", nil
 	}
-	if err := r.Step("read-back", "provider reads the disk back through a read-only signed URL", readBack); err != nil {
+	if err := step(r, "read-back", "provider reads the disk back through a read-only signed URL", readBack); err != nil {
 		return err
 	}
 	vmName := "ContosoVM"
-	if err := r.Step("provider-vm", "provider creates a VM with a customer-key OS disk and the data disk (starts it)", func() (string, error) {
+	if err := step(r, "provider-vm", "provider creates a VM with a customer-key OS disk and the data disk (starts it)", func() (string, error) {
 		p, err := c.VMs.BeginCreateOrUpdate(ctx, rg, vmName, armcompute.VirtualMachine{Location: to.Ptr(x.Location),
 			Properties: &armcompute.VirtualMachineProperties{
 				HardwareProfile: &armcompute.HardwareProfile{VMSize: to.Ptr(armcompute.VirtualMachineSizeTypes("Standard_D2s_v5"))},
@@ -382,17 +410,17 @@ func CrossTenant(ctx context.Context, env *Env, r *Runner) error {
 		_, err = p.PollUntilDone(ctx, nil)
 		return err
 	}
-	if err := r.Step("deallocate", "provider deallocates the VM", func() (string, error) {
+	if err := step(r, "deallocate", "provider deallocates the VM", func() (string, error) {
 		return "", deallocate()
 	}); err != nil {
 		return err
 	}
-	if err := r.Step("key-off", "customer disables the key (the kill switch)", func() (string, error) {
+	if err := step(r, "key-off", "customer disables the key (the kill switch)", func() (string, error) {
 		return "", x.SetKeyEnabled(ctx, false)
 	}); err != nil {
 		return err
 	}
-	if err := r.Step("start-refused", "provider can no longer start the VM", func() (string, error) {
+	if err := step(r, "start-refused", "provider can no longer start the VM", func() (string, error) {
 		err := start()
 		if err == nil {
 			return "", errors.New("the VM started with the customer's key disabled")
@@ -405,7 +433,7 @@ func CrossTenant(ctx context.Context, env *Env, r *Runner) error {
 	}); err != nil {
 		return err
 	}
-	if err := r.Step("read-refused", fmt.Sprintf("provider can no longer read the disk (DEK cache TTL %s)", env.DEKTTL), func() (string, error) {
+	if err := step(r, "read-refused", fmt.Sprintf("provider can no longer read the disk (DEK cache TTL %s)", env.DEKTTL), func() (string, error) {
 		time.Sleep(env.DEKTTL + 100*time.Millisecond)
 		if _, err := env.ReadDisk(ctx, c, rg, "datadisk", 4096); err == nil {
 			return "", errors.New("the disk was read with the customer's key disabled")
@@ -414,12 +442,12 @@ func CrossTenant(ctx context.Context, env *Env, r *Runner) error {
 	}); err != nil {
 		return err
 	}
-	if err := r.Step("key-on", "customer re-enables the key", func() (string, error) {
+	if err := step(r, "key-on", "customer re-enables the key", func() (string, error) {
 		return "", x.SetKeyEnabled(ctx, true)
 	}); err != nil {
 		return err
 	}
-	if err := r.Step("start", "provider starts the VM again", func() (string, error) {
+	if err := step(r, "start", "provider starts the VM again", func() (string, error) {
 		if err := start(); err != nil {
 			return "", err
 		}
@@ -427,7 +455,7 @@ func CrossTenant(ctx context.Context, env *Env, r *Runner) error {
 	}); err != nil {
 		return err
 	}
-	return r.Step("read-again", "provider reads the disk again", readBack)
+	return step(r, "read-again", "provider reads the disk again", readBack)
 }
 
 func desDiskID(desID, disk string) string {
@@ -457,3 +485,7 @@ func (x *CrossTenantSetup) powerState(ctx context.Context, c *Compute, rg, vm st
 	}
 	return "unknown"
 }
+
+// NewRunner returns a Runner printing to out, for tests that replay
+// scenario phases (e.g. CrossTenantSetup.Phase1) outside Run.
+func NewRunner(out io.Writer) *Runner { return &Runner{out: out, scenario: "test"} }

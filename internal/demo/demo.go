@@ -1,312 +1,102 @@
-// Package demo replays the seeds' scenarios end to end (`cvault demo`): it
-// starts an in-process cvault on a temporary data dir through internal/app
-// and talks to it only over HTTPS, through the Azure SDK clients (azidentity,
-// armmsi, armkeyvault, armauthorization, armcompute, azkeys, azblob) and
-// plain REST for the Graph-shaped directory. Each scenario prints one line
-// per step and returns an error if a check failed.
+// Package demo replays the seed scenarios end to end against an in-process
+// cvault server on the embedded store (`cvault demo`): each scenario prints
+// one line per step and fails on the first step whose check does not hold.
+// The scenarios talk to the server only over HTTPS, through the Azure SDK,
+// cvault's REST API and the guest agent, as a user would.
 //
-// Scenarios are listed in Scenarios; others (skr, rotate) add theirs there
-// and use the same Runner and Env.
+// CVAULT_DEMO_BREAK=<step> (Config.Break) makes the named step fail after it
+// ran, so tests prove every step's failure reaches the exit status.
 package demo
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
-	"net/http"
-	"os"
+	"slices"
 	"strings"
-	"time"
-
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
-
-	"github.com/cvault/cvault/internal/app"
-	"github.com/cvault/cvault/internal/localdial"
 )
 
-// ErrBroken is the failure of a step named by Options.Break.
-var ErrBroken = errors.New("demo: step broken on purpose (CVAULT_DEMO_BREAK)")
+// Config configures a run.
+type Config struct {
+	Out io.Writer
+	// Break names a step to fail on purpose (CVAULT_DEMO_BREAK).
+	Break string
+	// Logs receives the server's log (nil: discarded).
+	Logs io.Writer
+}
 
-// Scenario is one replayable flow.
+// Scenario is one replayed seed.
 type Scenario struct {
 	Name  string
 	Title string
-	Run   func(ctx context.Context, env *Env, r *Runner) error
+	Steps []string // step names, in order
+	Run   func(ctx context.Context, cfg Config, r *Runner) error
 }
 
-// Scenarios are the known scenarios, in the order `demo all` runs them.
-var Scenarios = []Scenario{
-	{Name: "cross-tenant", Title: "Seed 003: managed disks encrypted with a customer's key in another tenant", Run: CrossTenant},
-}
+// Scenarios lists every scenario built so far.
+func Scenarios() []Scenario { return []Scenario{skrScenario(), crossTenantScenario()} }
 
-// Options configure a run.
-type Options struct {
-	// Break names a step to fail on purpose (CVAULT_DEMO_BREAK), so the
-	// demo proves it can fail.
-	Break string
-	// DEKCacheTTL of the demo server (default 2 s, so the key switch-off
-	// visibly reaches disk reads).
-	DEKCacheTTL time.Duration
-	// DataDir is used instead of a temporary directory when set.
-	DataDir string
-	Logger  *slog.Logger
-}
+// ErrStep wraps a failed step.
+var ErrStep = errors.New("demo step failed")
 
-// Run starts a server and runs the named scenarios ("all" or none: every one).
-func Run(ctx context.Context, w io.Writer, names []string, opts Options) error {
-	var run []Scenario
-	if len(names) == 0 || (len(names) == 1 && names[0] == "all") {
-		run = Scenarios
-	}
-	for _, n := range names {
-		if n == "all" {
-			continue
-		}
-		found := false
-		for _, s := range Scenarios {
-			if s.Name == n {
-				run, found = append(run, s), true
-			}
-		}
-		if !found {
-			return fmt.Errorf("demo: unknown scenario %q", n)
-		}
-	}
-	env, stop, err := Start(ctx, opts)
-	if err != nil {
-		return err
-	}
-	defer stop()
-	for _, s := range run {
-		fmt.Fprintf(w, "== %s: %s\n", s.Name, s.Title)
-		r := &Runner{Out: w, Break: opts.Break}
-		if err := s.Run(ctx, env, r); err != nil {
-			fmt.Fprintf(w, "== %s FAILED: %v\n", s.Name, err)
-			return fmt.Errorf("demo %s: %w", s.Name, err)
-		}
-		fmt.Fprintf(w, "== %s: all %d steps held\n", s.Name, r.n)
-	}
-	return nil
-}
-
-// Runner prints and runs steps.
+// Runner prints steps and stops at the first failure.
 type Runner struct {
-	Out   io.Writer
-	Break string
-	n     int
+	out      io.Writer
+	brk      string
+	scenario string
+	n        int
 }
 
-// Step runs fn as step name, printing "[n] what … ok|FAILED". A step named
-// by Break is not run and fails.
-func (r *Runner) Step(name, what string, fn func() (string, error)) error {
+// Step runs fn, printing its one-line outcome; an error (or Break naming
+// the step) fails the scenario.
+func (r *Runner) Step(name string, fn func() (string, error)) error {
 	r.n++
-	fmt.Fprintf(r.Out, "[%2d] %-14s %s", r.n, name, what)
-	var detail string
-	var err error
-	if r.Break != "" && r.Break == name {
-		err = ErrBroken
-	} else {
-		detail, err = fn()
+	msg, err := fn()
+	if err == nil && r.brk == name {
+		err = fmt.Errorf("CVAULT_DEMO_BREAK=%s", name)
 	}
 	if err != nil {
-		fmt.Fprintf(r.Out, " … FAILED: %v\n", err)
-		return fmt.Errorf("step %s: %w", name, err)
+		fmt.Fprintf(r.out, "  %2d %-22s FAIL  %v\n", r.n, name, err)
+		return fmt.Errorf("%w: %s/%s: %w", ErrStep, r.scenario, name, err)
 	}
-	if detail != "" {
-		fmt.Fprintf(r.Out, " … ok (%s)\n", detail)
-	} else {
-		fmt.Fprintln(r.Out, " … ok")
-	}
+	fmt.Fprintf(r.out, "  %2d %-22s ok    %s\n", r.n, name, msg)
 	return nil
 }
 
-// Env is a running demo server and how to reach it.
-type Env struct {
-	App       *app.App
-	URL       string
-	HTTP      *http.Client
-	Admin     Tenant
-	VaultPort string
-	VaultZone string
-	DEKTTL    time.Duration
-}
-
-// Tenant is a tenant's administrator, as the demo's actors sign in.
-type Tenant struct {
-	ID, ClientID, Secret, ObjectID, Subscription string
-	Cred                                         azcore.TokenCredential
-}
-
-// Start boots cvault in-process on 127.0.0.1 with a temporary data dir.
-func Start(ctx context.Context, opts Options) (*Env, func(), error) {
-	dir := opts.DataDir
-	cleanup := func() {}
-	if dir == "" {
-		d, err := os.MkdirTemp("", "cvault-demo-")
-		if err != nil {
-			return nil, nil, err
+// Run runs the named scenarios (none: all), in order, stopping at the first failure.
+func Run(ctx context.Context, cfg Config, names ...string) error {
+	if cfg.Out == nil {
+		cfg.Out = io.Discard
+	}
+	all := Scenarios()
+	var run []Scenario
+	if len(names) == 0 || slices.Contains(names, "all") {
+		run = all
+	} else {
+		for _, n := range names {
+			i := slices.IndexFunc(all, func(s Scenario) bool { return strings.EqualFold(s.Name, n) })
+			if i < 0 {
+				return fmt.Errorf("demo: no scenario %q (have %s)", n, strings.Join(scenarioNames(all), ", "))
+			}
+			run = append(run, all[i])
 		}
-		dir, cleanup = d, func() { _ = os.RemoveAll(d) }
 	}
-	ttl := opts.DEKCacheTTL
-	if ttl == 0 {
-		ttl = 2 * time.Second
-	}
-	logger := opts.Logger
-	if logger == nil {
-		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		cleanup()
-		return nil, nil, err
-	}
-	port := fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
-	a, err := app.New(ctx, app.Config{DataDir: dir, Listener: ln, URL: "https://localhost:" + port, Logger: logger, DEKCacheTTL: ttl})
-	if err != nil {
-		_ = ln.Close()
-		cleanup()
-		return nil, nil, err
-	}
-	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{})
-	go func() { defer close(done); _ = a.Serve(sctx) }()
-	stop := func() { cancel(); <-done; a.Close(); cleanup() }
-	if a.Admin == nil {
-		stop()
-		return nil, nil, errors.New("demo: the data dir was already bootstrapped; use a fresh one")
-	}
-	env := &Env{App: a, URL: a.BaseURL.String(), HTTP: localdial.Client(a.CA.Pool()), VaultPort: port,
-		VaultZone: a.Config.VaultDomain, DEKTTL: ttl}
-	if env.VaultZone == "" {
-		env.VaultZone = "vault.localhost"
-	}
-	env.Admin = Tenant{ID: a.Admin.TenantID, ClientID: a.Admin.ClientID, Secret: a.Admin.ClientSecret, ObjectID: a.Admin.ObjectID,
-		Subscription: a.Bootstrap.SubscriptionID}
-	if env.Admin.Cred, err = env.Credential(env.Admin.ID, env.Admin.ClientID, env.Admin.Secret); err != nil {
-		stop()
-		return nil, nil, err
-	}
-	return env, stop, nil
-}
-
-// ClientOptions point an Azure SDK client at the server.
-func (e *Env) ClientOptions() azcore.ClientOptions {
-	return azcore.ClientOptions{
-		Cloud: cloud.Configuration{ActiveDirectoryAuthorityHost: e.URL + "/", Services: map[cloud.ServiceName]cloud.ServiceConfiguration{
-			cloud.ResourceManager: {Audience: e.URL, Endpoint: e.URL}}},
-		Transport: e.HTTP,
-	}
-}
-
-// ARMOptions are ClientOptions for arm* clients.
-func (e *Env) ARMOptions() *arm.ClientOptions {
-	return &arm.ClientOptions{ClientOptions: e.ClientOptions()}
-}
-
-// Credential signs in as an app with a client secret.
-func (e *Env) Credential(tenant, clientID, secret string) (azcore.TokenCredential, error) {
-	return azidentity.NewClientSecretCredential(tenant, clientID, secret,
-		&azidentity.ClientSecretCredentialOptions{ClientOptions: e.ClientOptions(), DisableInstanceDiscovery: true})
-}
-
-// VaultURL is the URI of a vault.
-func (e *Env) VaultURL(name string) string {
-	return "https://" + name + "." + e.VaultZone + ":" + e.VaultPort
-}
-
-// REST sends a JSON request with a token for scope and decodes the answer;
-// a status of 300 or more is an error naming the body.
-func (e *Env) REST(ctx context.Context, cred azcore.TokenCredential, scope, method, url string, in, out any) error {
-	tk, err := cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{scope}})
-	if err != nil {
-		return err
-	}
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
+	for _, s := range run {
+		fmt.Fprintf(cfg.Out, "== %s: %s\n", s.Name, s.Title)
+		r := &Runner{out: cfg.Out, brk: cfg.Break, scenario: s.Name}
+		if err := s.Run(ctx, cfg, r); err != nil {
 			return err
 		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, url, body)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+tk.Token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := e.HTTP.Do(req)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("%s %s: %d %s", method, url, resp.StatusCode, strings.TrimSpace(string(b)))
-	}
-	if out != nil && len(b) > 0 {
-		return json.Unmarshal(b, out)
+		fmt.Fprintf(cfg.Out, "== %s: all %d steps held\n", s.Name, r.n)
 	}
 	return nil
 }
 
-// Graph calls the Graph-shaped directory as cred.
-func (e *Env) Graph(ctx context.Context, cred azcore.TokenCredential, method, path string, in, out any) error {
-	return e.REST(ctx, cred, "https://graph.microsoft.com/.default", method, e.URL+"/graph/v1.0"+path, in, out)
-}
-
-// ARM calls the resource manager as cred.
-func (e *Env) ARM(ctx context.Context, cred azcore.TokenCredential, method, path string, in, out any) error {
-	return e.REST(ctx, cred, e.URL+"/.default", method, e.URL+path, in, out)
-}
-
-// NewTenant creates a tenant (cvault's directory extension) and signs in
-// as its administrator; the tenant comes with a subscription.
-func (e *Env) NewTenant(ctx context.Context, name string) (Tenant, error) {
-	var out struct {
-		ID    string `json:"id"`
-		Admin struct {
-			TenantID     string `json:"tenantId"`
-			ClientID     string `json:"clientId"`
-			ClientSecret string `json:"clientSecret"`
-			ObjectID     string `json:"objectId"`
-		} `json:"admin"`
+func scenarioNames(s []Scenario) []string {
+	out := make([]string, len(s))
+	for i, x := range s {
+		out[i] = x.Name
 	}
-	if err := e.Graph(ctx, e.Admin.Cred, "POST", "/tenants", map[string]string{"displayName": name}, &out); err != nil {
-		return Tenant{}, err
-	}
-	t := Tenant{ID: out.ID, ClientID: out.Admin.ClientID, Secret: out.Admin.ClientSecret, ObjectID: out.Admin.ObjectID}
-	var err error
-	if t.Cred, err = e.Credential(t.ID, t.ClientID, t.Secret); err != nil {
-		return Tenant{}, err
-	}
-	var subs struct {
-		Value []struct {
-			SubscriptionID string `json:"subscriptionId"`
-		} `json:"value"`
-	}
-	if err := e.ARM(ctx, t.Cred, "GET", "/subscriptions?api-version=2022-12-01", nil, &subs); err != nil {
-		return Tenant{}, err
-	}
-	if len(subs.Value) == 0 {
-		return Tenant{}, errors.New("demo: the new tenant has no subscription")
-	}
-	t.Subscription = subs.Value[0].SubscriptionID
-	return t, nil
-}
-
-// ResourceGroup creates a resource group.
-func (e *Env) ResourceGroup(ctx context.Context, t Tenant, name, location string) error {
-	return e.ARM(ctx, t.Cred, "PUT", "/subscriptions/"+t.Subscription+"/resourcegroups/"+name+"?api-version=2021-04-01",
-		map[string]string{"location": location}, nil)
+	return out
 }

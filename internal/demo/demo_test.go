@@ -2,27 +2,67 @@ package demo
 
 import (
 	"bytes"
-	"context"
 	"errors"
+	"strings"
 	"testing"
 )
 
-func TestCrossTenantDemo(t *testing.T) {
+// TestSKRDemo runs seed 000 end to end over HTTPS (SDK, REST and the guest
+// agent) and checks every step held, including the four refusals' codes.
+func TestSKRDemo(t *testing.T) {
 	var out bytes.Buffer
-	err := Run(context.Background(), &out, []string{"cross-tenant"}, Options{DEKCacheTTL: 500_000_000})
+	if err := Run(t.Context(), Config{Out: &out}, "skr"); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if got := strings.Count(out.String(), " ok "); got != len(skrSteps) {
+		t.Errorf("%d steps ok, want %d:\n%s", got, len(skrSteps), out.String())
+	}
 	t.Log("\n" + out.String())
-	if err != nil {
-		t.Fatal(err)
+}
+
+// TestSKRDemoBreak proves a failing step fails the run (CVAULT_DEMO_BREAK):
+// the first, a middle and the last step (each run costs a whole scenario).
+func TestSKRDemoBreak(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three full demo runs")
+	}
+	for _, step := range []string{"server", "guest-release", "audit-log"} {
+		t.Run(step, func(t *testing.T) {
+			var out bytes.Buffer
+			err := Run(t.Context(), Config{Out: &out, Break: step})
+			if !errors.Is(err, ErrStep) || !strings.Contains(err.Error(), "skr/"+step) {
+				t.Fatalf("Break=%s: err = %v", step, err)
+			}
+			if !strings.Contains(out.String(), step) || !strings.Contains(out.String(), "FAIL") {
+				t.Errorf("output does not show the failed step:\n%s", out.String())
+			}
+		})
 	}
 }
 
-func TestDemoCanFail(t *testing.T) {
-	var out bytes.Buffer
-	err := Run(context.Background(), &out, []string{"cross-tenant"}, Options{Break: "customer-grant"})
-	if !errors.Is(err, ErrBroken) {
-		t.Fatalf("broken demo: %v\n%s", err, out.String())
+func TestUnknownScenario(t *testing.T) {
+	if err := Run(t.Context(), Config{}, "nope"); err == nil || !strings.Contains(err.Error(), "skr") {
+		t.Fatalf("err = %v", err)
 	}
-	if !bytes.Contains(out.Bytes(), []byte("FAILED")) {
-		t.Errorf("no FAILED line:\n%s", out.String())
+}
+
+// TestCrossTenantDemo runs seed 003 end to end and the customer's kill switch.
+func TestCrossTenantDemo(t *testing.T) {
+	var out bytes.Buffer
+	if err := Run(t.Context(), Config{Out: &out}, "cross-tenant"); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if got := strings.Count(out.String(), " ok "); got != len(crossTenantSteps) {
+		t.Errorf("%d steps ok, want %d:\n%s", got, len(crossTenantSteps), out.String())
+	}
+	t.Log("\n" + out.String())
+}
+
+// A broken cross-tenant step (here: the customer's grant) fails the run.
+func TestCrossTenantDemoBreak(t *testing.T) {
+	var out bytes.Buffer
+	err := Run(t.Context(), Config{Out: &out, Break: "customer-grant"}, "cross-tenant")
+	if !errors.Is(err, ErrStep) || !strings.Contains(err.Error(), "cross-tenant/customer-grant") {
+		t.Fatalf("err = %v\n%s", err, out.String())
 	}
 }

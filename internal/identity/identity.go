@@ -114,6 +114,8 @@ type Service struct {
 	keys   *keyring
 	extMu  sync.Mutex
 	extIss map[string]*externalIssuer
+	// verified caches signature-verified tokens (see verifiedCache).
+	verified *verifiedCache
 }
 
 var _ authn.Authenticator = (*Service)(nil)
@@ -152,7 +154,8 @@ func New(cfg Config) (*Service, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
-	s := &Service{cfg: cfg, base: strings.TrimRight(cfg.BaseURL.String(), "/"), extIss: map[string]*externalIssuer{}}
+	s := &Service{cfg: cfg, base: strings.TrimRight(cfg.BaseURL.String(), "/"), extIss: map[string]*externalIssuer{},
+		verified: newVerifiedCache(16384)}
 	s.keys = newKeyring(s)
 	return s, nil
 }

@@ -164,12 +164,17 @@ func (s *Service) verifyLocal(ctx context.Context, tok *jwt.JSONWebToken, c *Cla
 // a published key of the token's tenant, issuer BASE/{tid}/v2.0, an
 // audience in audiences, and exp/nbf within clockSkew.
 func (s *Service) Authenticate(ctx context.Context, raw string, audiences []string) (*authn.Principal, error) {
-	tok, c, err := ParseToken(raw)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", authn.ErrInvalidToken, err)
-	}
-	if err := s.verifyLocal(ctx, tok, &c); err != nil {
-		return nil, err
+	c, h, cached := s.verified.get(raw)
+	if !cached {
+		tok, parsed, err := ParseToken(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", authn.ErrInvalidToken, err)
+		}
+		if err := s.verifyLocal(ctx, tok, &parsed); err != nil {
+			return nil, err
+		}
+		c = parsed
+		s.verified.put(h, c, s.now())
 	}
 	now := s.now()
 	if c.Expiry == nil || !now.Before(c.Expiry.Time().Add(clockSkew)) {

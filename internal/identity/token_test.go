@@ -82,6 +82,8 @@ func TestAuthenticateRejects(t *testing.T) {
 		after time.Duration
 		want  error
 	}{
+		{"accepted (and now cached)", good, "https://vault.azure.net", 0, nil},
+		// The checks below run on the cached, already-verified token too.
 		{"wrong audience", good, "https://management.azure.com/", 0, authn.ErrAudience},
 		{"expired", good, "https://vault.azure.net", 2 * time.Hour, authn.ErrExpired},
 		{"alg none", noneAlg, "https://vault.azure.net", 0, authn.ErrInvalidToken},
@@ -93,7 +95,7 @@ func TestAuthenticateRejects(t *testing.T) {
 			e.clock.Advance(tt.after)
 			defer e.clock.Advance(-tt.after)
 			_, err := e.svc.Authenticate(ctx, tt.token, []string{tt.aud})
-			if !errors.Is(err, tt.want) {
+			if !errors.Is(err, tt.want) || (tt.want == nil) != (err == nil) {
 				t.Fatalf("err = %v, want %v", err, tt.want)
 			}
 		})

@@ -22,13 +22,13 @@ import (
 func setup(t testing.TB) (*demo.CrossTenantSetup, *demo.Compute) {
 	t.Helper()
 	ctx := context.Background()
-	env, stop, err := demo.Start(ctx, demo.Options{DEKCacheTTL: -1})
+	env, stop, err := demo.StartEnv(ctx, demo.EnvOptions{DEKCacheTTL: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(stop)
 	x := demo.NewCrossTenantSetup(env, "westcentralus")
-	r := &demo.Runner{Out: io.Discard}
+	r := demo.NewRunner(io.Discard)
 	if err := x.Phase1(ctx, r); err != nil {
 		t.Fatal(err)
 	}

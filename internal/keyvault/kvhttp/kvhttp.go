@@ -27,6 +27,7 @@ import (
 	"github.com/cvault/cvault/internal/azure"
 	"github.com/cvault/cvault/internal/keyops"
 	"github.com/cvault/cvault/internal/keyvault"
+	"github.com/cvault/cvault/internal/release"
 	"github.com/cvault/cvault/internal/route"
 	"github.com/cvault/cvault/internal/store"
 )
@@ -47,6 +48,8 @@ type Config struct {
 	// with the base URL's port.
 	BaseURL     *url.URL
 	VaultDomain string
+	// Release serves Secure Key Release; nil leaves the release routes out.
+	Release *release.Service
 }
 
 // DataAPIVersions are the Key Vault data-plane versions accepted: 7.0 to
@@ -70,6 +73,7 @@ type handlers struct {
 	domain   string
 	port     string
 	resource string
+	rel      *release.Service
 }
 
 // VaultURI is the URI of a vault: https://{name}.{domain}[:port].
@@ -84,13 +88,13 @@ func VaultURI(base *url.URL, domain, name string) string {
 // Routes returns the ARM and data-plane routes of the key vault.
 func Routes(cfg Config) []route.Route {
 	h := &handlers{svc: cfg.Service, arm: cfg.ARM, az: cfg.Authorizer, base: strings.TrimRight(cfg.BaseURL.String(), "/"),
-		domain: cfg.VaultDomain, port: cfg.BaseURL.Port()}
+		domain: cfg.VaultDomain, port: cfg.BaseURL.Port(), rel: cfg.Release}
 	// The challenge resource, as server.VaultResource makes it.
 	h.resource = "https://" + cfg.VaultDomain
 	if h.port != "" && h.port != "443" {
 		h.resource += ":" + h.port
 	}
-	return append(h.dataRoutes(), h.armRoutes()...)
+	return append(append(h.dataRoutes(), h.releaseRoutes()...), h.armRoutes()...)
 }
 
 func (h *handlers) vaultURI(name string) string {
