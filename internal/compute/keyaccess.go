@@ -16,7 +16,6 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 
@@ -225,7 +224,7 @@ func (k *keyAccess) verify(ctx context.Context, p keyPrincipal, ref keyRef, loca
 		return &KeyError{Code: CodeKeyVaultAccessForbidden, Message: "The key vault client could not be built.", Err: err}
 	}
 	var raw *http.Response
-	got, err := c.GetKey(runtime.WithCaptureResponse(ctx, &raw), ref.name, ref.version, nil)
+	got, err := c.GetKey(policy.WithCaptureResponse(ctx, &raw), ref.name, ref.version, nil)
 	if raw != nil {
 		if region := raw.Header.Get("x-ms-keyvault-region"); region != "" && arm.NormalizeLocation(region) != arm.NormalizeLocation(location) {
 			return &KeyError{Code: CodeKeyVaultRegionMismatch, Message: fmt.Sprintf(
@@ -275,7 +274,8 @@ type customerWrapper struct {
 	ref keyRef
 }
 
-var alg = azkeys.EncryptionAlgorithmRSAOAEP256
+// wrapAlg is the algorithm DEKs are wrapped with (a fresh pointer per call).
+func wrapAlg() *azkeys.EncryptionAlgorithm { a := azkeys.EncryptionAlgorithmRSAOAEP256; return &a }
 
 // WrapKey implements diskcrypt.Wrapper.
 func (w *customerWrapper) WrapKey(ctx context.Context, dek []byte) ([]byte, string, error) {
@@ -283,7 +283,7 @@ func (w *customerWrapper) WrapKey(ctx context.Context, dek []byte) ([]byte, stri
 	if err != nil {
 		return nil, "", err
 	}
-	res, err := c.WrapKey(ctx, w.ref.name, w.ref.version, azkeys.KeyOperationParameters{Algorithm: &alg, Value: dek}, nil)
+	res, err := c.WrapKey(ctx, w.ref.name, w.ref.version, azkeys.KeyOperationParameters{Algorithm: wrapAlg(), Value: dek}, nil)
 	if err != nil {
 		return nil, "", classify(err, w.ref, "wrapKey")
 	}
@@ -304,7 +304,7 @@ func (w *customerWrapper) UnwrapKey(ctx context.Context, wrapped []byte, keyID s
 	if err != nil {
 		return nil, err
 	}
-	res, err := c.UnwrapKey(ctx, ref.name, ref.version, azkeys.KeyOperationParameters{Algorithm: &alg, Value: wrapped}, nil)
+	res, err := c.UnwrapKey(ctx, ref.name, ref.version, azkeys.KeyOperationParameters{Algorithm: wrapAlg(), Value: wrapped}, nil)
 	if err != nil {
 		return nil, classify(err, ref, "unwrapKey")
 	}

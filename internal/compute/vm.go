@@ -203,24 +203,24 @@ func (s *Service) createVM(ctx context.Context, id azure.ResourceID, in VirtualM
 		}
 	}()
 	// OS disk.
-	os := sp.OSDisk
-	ephemeral := os.DiffDiskSettings != nil && strings.EqualFold(os.DiffDiskSettings.Option, "Local")
+	osd := sp.OSDisk
+	ephemeral := osd.DiffDiskSettings != nil && strings.EqualFold(osd.DiffDiskSettings.Option, "Local")
 	if !ephemeral {
-		if os.ManagedDisk == nil {
-			os.ManagedDisk = &ManagedDiskParams{}
+		if osd.ManagedDisk == nil {
+			osd.ManagedDisk = &ManagedDiskParams{}
 		}
-		diskID, implicit, err := s.vmDisk(ctx, &vm, os.Name, os.CreateOption, os.DiskSizeGB, os.ManagedDisk, os.OSType, true)
+		diskID, implicit, err := s.vmDisk(ctx, &vm, osd.Name, osd.CreateOption, osd.DiskSizeGB, osd.ManagedDisk, osd.OSType, true)
 		if err != nil {
 			return VirtualMachine{}, err
 		}
-		os.ManagedDisk.ID = diskID
-		if os.Name == "" {
-			os.Name = lastSegment(diskID)
+		osd.ManagedDisk.ID = diskID
+		if osd.Name == "" {
+			osd.Name = lastSegment(diskID)
 		}
 		rec.Disks = append(rec.Disks, resKey(diskID))
 		if implicit {
 			created = append(created, resKey(diskID))
-			if strings.EqualFold(os.DeleteOption, "Delete") {
+			if strings.EqualFold(osd.DeleteOption, "Delete") {
 				rec.Implicit = append(rec.Implicit, resKey(diskID))
 			}
 		}
