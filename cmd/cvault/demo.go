@@ -11,7 +11,7 @@ import (
 func newDemoCmd() *cobra.Command {
 	var logFile string
 	cmd := &cobra.Command{
-		Use:   "demo [skr|all]",
+		Use:   "demo [skr|cross-tenant|all]",
 		Short: "Replay the seed scenarios end to end against an in-process server (exit 0 only if every step held)",
 		Long: `Replay the seed scenarios step by step against an in-process cvault on a throwaway embedded
 store, over HTTPS, through the Azure SDK and the guest agent; one line per step.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/cvault/cvault/internal/compute/diskdata"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -89,6 +90,7 @@ Several servers pointed at one PostgreSQL database serve the same tenants, vault
 	f.StringVar(&cfg.TLSKeyFile, "tls-key", "", "TLS private key (PEM) for --tls-cert")
 	f.StringSliceVar(&cfg.Hostnames, "hostname", nil, "extra DNS names or IPs for the generated TLS certificate (repeatable)")
 	f.StringVar(&simRootFile, "trust-sim-root", "", "trust the simulated SEV-SNP platform's roots in this PEM file (from 'cvault sim root'); tokens say x-cvault-simulated: true")
+	f.DurationVar(&cfg.DEKCacheTTL, "dek-cache-ttl", diskdata.DefaultDEKCacheTTL, "how long an unwrapped disk data key is reused; a customer's disabled key stops disk reads within this time (negative: no cache)")
 	f.StringSliceVar(&aliases, "authority-alias", nil, "map an attestation authority URL named in release policies (e.g. Azure's https://sharedeus.eus.attest.azure.net) to an attestation instance: URL=INSTANCE (repeatable)")
 	f.StringSliceVar(&cfg.TrustedAuthorities, "trusted-authority", nil, "external MAA-compatible attestation authority (issuer URL) whose tokens may release keys; keys via its OpenID metadata (repeatable)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")

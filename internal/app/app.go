@@ -30,7 +30,9 @@ import (
 	"github.com/cvault/cvault/internal/authz"
 	"github.com/cvault/cvault/internal/authz/authzhttp"
 	"github.com/cvault/cvault/internal/barrier"
+	"github.com/cvault/cvault/internal/compute"
 	"github.com/cvault/cvault/internal/compute/blockstore"
+	"github.com/cvault/cvault/internal/compute/computehttp"
 	"github.com/cvault/cvault/internal/compute/diskdata"
 	"github.com/cvault/cvault/internal/compute/diskdata/diskhttp"
 	"github.com/cvault/cvault/internal/identity"
@@ -113,6 +115,9 @@ type App struct {
 	// DiskData is the managed-disk data service (encrypted blocks, signed URLs).
 	DiskData   *diskdata.Service
 	diskBlocks *blockstore.Dir
+	keyring    lateKeyring
+	// Compute is the Microsoft.Compute provider (DES, disks, VMs).
+	Compute *compute.Service
 	// RootKeyCreated reports that this start generated the root key file.
 	RootKeyCreated bool
 	listener       net.Listener
@@ -232,6 +237,12 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 		return nil, err
 	}
 	routes = append(routes, diskhttp.Routes(a.DiskData)...)
+	// Compute: disk encryption sets, disks, VMs (deleted with their group
+	// before vaults' keys matter: VMs, then disks, then sets).
+	if a.Compute, err = a.newCompute(); err != nil {
+		return nil, err
+	}
+	routes = append(routes, computehttp.Routes(computehttp.Config{Service: a.Compute, ARM: armSvc, Authorizer: a.Authz, BaseURL: base})...)
 
 	a.Server, err = server.New(server.Config{
 		BaseURL:       a.BaseURL,

@@ -146,6 +146,7 @@ func matrixRows() map[string]matrixRow {
 		rows["GET "+p+"/{roleDefinitionId}"] = matrixRow{deny: 200}
 	}
 	keyVaultRows(rows)
+	computeRows(rows)
 	return rows
 }
 
@@ -370,4 +371,33 @@ func firstVersion(rt route.Route) string {
 		}
 	}
 	return ""
+}
+
+// computeRows adds Microsoft.Compute: encryption sets, disks and VMs, each
+// action at the resource, lists at their group or subscription.
+func computeRows(rows map[string]matrixRow) {
+	const rgp = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Compute"
+	const subp = "/subscriptions/{subscriptionId}/providers/Microsoft.Compute"
+	const scope = mRG + "/providers/Microsoft.Compute"
+	for typ, name := range map[string]string{"diskEncryptionSets": "des", "disks": "disk", "virtualMachines": "vm"} {
+		a := "Microsoft.Compute/" + typ + "/"
+		path := rgp + "/" + typ + "/{" + name + "Name}"
+		res := scope + "/" + typ + "/" + name + "1"
+		rows["PUT "+path] = matrixRow{action: a + "write", scope: res, body: `{"location":"westeurope"}`, deny: 403}
+		rows["PATCH "+path] = matrixRow{action: a + "write", scope: res, body: `{}`, deny: 403}
+		rows["GET "+path] = matrixRow{action: a + "read", scope: res, deny: 403}
+		rows["DELETE "+path] = matrixRow{action: a + "delete", scope: res, deny: 403}
+		rows["GET "+rgp+"/"+typ] = matrixRow{action: a + "read", scope: mRG, deny: 403}
+		rows["GET "+subp+"/"+typ] = matrixRow{action: a + "read", scope: "{sub}", deny: 403}
+	}
+	des := scope + "/diskEncryptionSets/des1"
+	rows["GET "+rgp+"/diskEncryptionSets/{desName}/associatedResources"] = matrixRow{action: "Microsoft.Compute/diskEncryptionSets/read", scope: des, deny: 403}
+	disk := scope + "/disks/disk1"
+	rows["POST "+rgp+"/disks/{diskName}/beginGetAccess"] = matrixRow{action: "Microsoft.Compute/disks/beginGetAccess/action", scope: disk, body: `{"access":"Read","durationInSeconds":60}`, deny: 403}
+	rows["POST "+rgp+"/disks/{diskName}/endGetAccess"] = matrixRow{action: "Microsoft.Compute/disks/endGetAccess/action", scope: disk, deny: 403}
+	vm := scope + "/virtualMachines/vm1"
+	rows["GET "+rgp+"/virtualMachines/{vmName}/instanceView"] = matrixRow{action: "Microsoft.Compute/virtualMachines/instanceView/read", scope: vm, deny: 403}
+	for _, op := range []string{"start", "powerOff", "deallocate", "restart"} {
+		rows["POST "+rgp+"/virtualMachines/{vmName}/"+op] = matrixRow{action: "Microsoft.Compute/virtualMachines/" + op + "/action", scope: vm, deny: 403}
+	}
 }

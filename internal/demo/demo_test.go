@@ -45,3 +45,24 @@ func TestUnknownScenario(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestCrossTenantDemo runs seed 003 end to end and the customer's kill switch.
+func TestCrossTenantDemo(t *testing.T) {
+	var out bytes.Buffer
+	if err := Run(t.Context(), Config{Out: &out}, "cross-tenant"); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if got := strings.Count(out.String(), " ok "); got != len(crossTenantSteps) {
+		t.Errorf("%d steps ok, want %d:\n%s", got, len(crossTenantSteps), out.String())
+	}
+	t.Log("\n" + out.String())
+}
+
+// A broken cross-tenant step (here: the customer's grant) fails the run.
+func TestCrossTenantDemoBreak(t *testing.T) {
+	var out bytes.Buffer
+	err := Run(t.Context(), Config{Out: &out, Break: "customer-grant"}, "cross-tenant")
+	if !errors.Is(err, ErrStep) || !strings.Contains(err.Error(), "cross-tenant/customer-grant") {
+		t.Fatalf("err = %v\n%s", err, out.String())
+	}
+}

@@ -264,3 +264,42 @@ func flipLast(s string) string {
 	}
 	return s[:len(s)-1] + "A"
 }
+
+// A system-assigned identity lives and dies with its owner, issues tokens
+// naming the owner in xms_mirid, and is not listed among user-assigned ones.
+func TestSystemAssignedIdentity(t *testing.T) {
+	s := newSeed003(t, false)
+	ctx := t.Context()
+	owner := "/subscriptions/sub-isv/resourceGroups/rg-isv/providers/Microsoft.Compute/virtualMachines/vm1"
+	mi, err := s.env.svc.PutSystemAssignedIdentity(ctx, owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.env.svc.PutSystemAssignedIdentity(ctx, owner)
+	if err != nil || again.PrincipalID != mi.PrincipalID {
+		t.Fatalf("second put: %v %v", again, err)
+	}
+	tk, err := s.env.svc.PlatformIdentityToken(ctx, owner, "api://AzureADTokenExchange/.default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, c, err := identity.ParseToken(tk.AccessToken)
+	if err != nil || c.MIResourceID != owner || c.Subject != mi.PrincipalID || c.Audience[0] != "api://AzureADTokenExchange" {
+		t.Fatalf("claims %+v %v", c, err)
+	}
+	list, err := s.env.svc.ListUserAssignedIdentities(ctx, "sub-isv", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range list {
+		if u.SystemAssigned {
+			t.Errorf("system-assigned identity listed: %v", u.ID)
+		}
+	}
+	if ok, err := s.env.svc.DeleteSystemAssignedIdentity(ctx, owner); !ok || err != nil {
+		t.Fatalf("delete: %v %v", ok, err)
+	}
+	if _, err := s.env.svc.PlatformIdentityToken(ctx, owner, "https://vault.azure.net"); !errors.Is(err, identity.ErrNotFound) {
+		t.Errorf("token after delete: %v", err)
+	}
+}

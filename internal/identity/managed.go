@@ -32,6 +32,10 @@ type UserAssignedIdentity struct {
 	ClientID             string                `json:"clientId"`
 	FederatedCredentials []FederatedCredential `json:"federatedCredentials,omitempty"`
 	Created              time.Time             `json:"created"`
+	// SystemAssigned marks a system-assigned identity: ID is then its
+	// owner's resource ID (a VM, a disk encryption set), whose lifetime
+	// it shares. Such identities cannot hold federated credentials.
+	SystemAssigned bool `json:"systemAssigned,omitempty"`
 }
 
 // IdentityResourceID returns the ARM ID of a user-assigned identity.
@@ -154,7 +158,7 @@ func (s *Service) ListUserAssignedIdentities(ctx context.Context, sub, rg string
 	if err != nil {
 		return nil, err
 	}
-	return all, nil
+	return slices.DeleteFunc(all, func(mi UserAssignedIdentity) bool { return mi.SystemAssigned }), nil
 }
 
 // DeleteUserAssignedIdentity deletes the identity, its principal and its

@@ -293,6 +293,19 @@ func (s *Service) Open(ctx context.Context, id string) (*diskcrypt.Disk, error) 
 	return s.open(ctx, d)
 }
 
+// Unlock unwraps the disk's data key afresh through the keyring, ignoring
+// any cached copy, and caches the result: what a VM start does, so a key
+// the customer disabled stops the start at once rather than after the TTL.
+func (s *Service) Unlock(ctx context.Context, id string) error {
+	d, _, err := s.get(ctx, s.cfg.Store, id)
+	if err != nil {
+		return err
+	}
+	s.cache.Forget(diskKey(d.ID) + "\x00")
+	_, err = s.open(ctx, d)
+	return err
+}
+
 func (s *Service) open(ctx context.Context, d record) (*diskcrypt.Disk, error) {
 	cur := d.Key.Current
 	sum := sha256.Sum256(cur.Wrapped)
