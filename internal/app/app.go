@@ -79,6 +79,11 @@ type Config struct {
 	// SimulatedRootsPEM are simulated SEV-SNP roots the attestation service trusts
 	// (`--trust-sim-root`, from `cvault sim root`); nil refuses simulated evidence.
 	SimulatedRootsPEM []byte
+	// AMDKDS lets the attestation service fetch missing VCEKs and AMD's CRLs from
+	// https://kdsintf.amd.com, cached in the store (--amd-kds); off verifies offline.
+	// KDSClient replaces the network client (tests: a fake KDS); nil is a plain client.
+	AMDKDS    bool
+	KDSClient *http.Client
 	// AuthorityAliases map attestation authority URLs (Azure's MAA hosts in
 	// Azure's release policies) to attestation instances (--authority-alias).
 	AuthorityAliases map[string]string
