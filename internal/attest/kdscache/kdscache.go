@@ -143,6 +143,8 @@ func (g *Getter) GetContext(ctx context.Context, u string) ([]byte, error) {
 	if ok && (fresh(e, now) || now.Before(e.retryAt)) {
 		return e.Body, nil
 	}
+	// Concurrent misses of one URL share a single store read and fetch (under the first
+	// caller's context).
 	v, err, _ := g.group.Do(u, func() (any, error) { return g.load(ctx, u, isCRL) })
 	if err != nil {
 		return nil, err

@@ -127,8 +127,11 @@ func Verify(ctx context.Context, ev *Evidence, o Options) (*Verified, error) {
 	}
 	if len(ekDER) == 0 {
 		expected := fmt.Sprintf("the %v certificate in VcekCertChain", key)
-		if key == abi.VcekReportSigner && o.Getter == nil {
+		switch {
+		case key == abi.VcekReportSigner && o.Getter == nil:
 			expected += " (or a server started with --amd-kds to fetch it from AMD KDS)"
+		case key == abi.VcekReportSigner && line == "":
+			expected += " (a version 2 report names no product line to fetch it from AMD KDS by)"
 		}
 		return nil, &EvidenceError{Check: CheckCertificate, Expected: expected, Seen: "none"}
 	}
