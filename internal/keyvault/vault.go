@@ -2,8 +2,10 @@
 // (Microsoft.KeyVault/vaults, with soft delete, purge protection and globally
 // unique names) and the keys data plane behind them — key versions whose
 // private material is sealed by the barrier, attributes, release policies,
-// soft-deleted keys, rotation and rotation policies with a scheduler, and the
-// cryptographic operations. It serves seed 000 (premium vault, exportable key
+// soft-deleted keys, rotation and rotation policies, key backups (sealed
+// under the root key, restorable within one subscription and geography),
+// a scheduler that rotates keys and purges what is past its purge date,
+// and the cryptographic operations. It serves seed 000 (premium vault, exportable key
 // with a release policy, access policies) and seed 003 (customer-managed key
 // in a purge-protected RBAC vault wrapping disk keys).
 //

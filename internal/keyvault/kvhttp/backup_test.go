@@ -77,7 +77,11 @@ func testBackupRestore(t *testing.T, e *env, c *azkeys.Client) {
 			}
 			secrets := [][]byte{raw, priv.Oct}
 			if priv.EC != nil {
-				secrets = append(secrets, priv.EC.D.Bytes())
+				d, err := priv.EC.Bytes()
+				if err != nil {
+					t.Fatal(err)
+				}
+				secrets = append(secrets, d)
 			}
 			for _, s := range secrets {
 				if len(s) == 0 {
