@@ -402,10 +402,10 @@ func (a *App) Serve(ctx context.Context) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(a.listener, "", "") }()
-	// Key rotation policies are honoured by a scheduler on every server;
-	// a rotation applies only once (keyvault.RotateDue).
-	go a.KeyVault.RunRotation(ctx, time.Minute, func(err error) {
-		a.Config.Logger.Error("key rotation", "err", err)
+	// Key rotation policies and purge dates are honoured by a scheduler on
+	// every server; each rotation or purge applies only once.
+	go a.KeyVault.RunScheduler(ctx, time.Minute, func(err error) {
+		a.Config.Logger.Error("key vault scheduler", "err", err)
 	})
 	select {
 	case err := <-errc:
