@@ -87,6 +87,8 @@ func Routes(cfg Config) []route.Route {
 		r("POST", vmPath+"/powerOff", h.power(compute.ActionPowerOff)),
 		r("POST", vmPath+"/deallocate", h.power(compute.ActionDeallocate)),
 		r("POST", vmPath+"/restart", h.power(compute.ActionRestart)),
+		r("POST", vmPath+"/identitySecret", h.identitySecret),
+		r("POST", vmPath+"/releaseDiskEncryptionKey", h.releaseDiskKey),
 		r("GET", rgp+"/virtualMachines", h.listVMs),
 		r("GET", subp+"/virtualMachines", h.listVMs),
 	}
