@@ -10,11 +10,14 @@ package cvmdisk
 import (
 	"bytes"
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,7 +33,6 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/pageblob"
 
-	"github.com/cvault/cvault/internal/compute/diskcrypt"
 	"github.com/cvault/cvault/internal/guest/skr"
 	"github.com/cvault/cvault/internal/keywrap"
 )
@@ -188,8 +190,8 @@ func (k *DiskKey) UnwrapDataKey(wrapped []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cvmdisk: unwrap data key: %w", err)
 	}
-	if len(dek) != diskcrypt.KeySize {
-		return nil, fmt.Errorf("cvmdisk: data key: %w", diskcrypt.ErrKeySize)
+	if len(dek) != keySize {
+		return nil, errors.New("cvmdisk: the unwrapped data key is not 32 bytes")
 	}
 	return dek, nil
 }
@@ -216,7 +218,7 @@ func ReadMeta(ctx context.Context, c *pageblob.Client) (Meta, error) {
 		}
 		return ""
 	}
-	if get("cvaultformat") != rawFormat || get("cvaultrecordsize") != strconv.Itoa(diskcrypt.RecordSize) {
+	if get("cvaultformat") != rawFormat || get("cvaultrecordsize") != strconv.Itoa(RecordSize) {
 		return Meta{}, fmt.Errorf("%w: format %q", ErrFormat, get("cvaultformat"))
 	}
 	w, err := base64.StdEncoding.DecodeString(get("cvaultwrappedkey"))
@@ -230,29 +232,63 @@ func ReadMeta(ctx context.Context, c *pageblob.Client) (Meta, error) {
 	return m, nil
 }
 
+// The sector-record format the signed URL names (cvault-sector-aes256gcm-v1,
+// the server's diskcrypt): per 4 KiB sector, nonce(12) ‖ AES-256-GCM
+// ciphertext ‖ tag(16), associated data "cvault/disk-sector/v1\x00" ‖ disk
+// ID ‖ 0 ‖ sector number (big endian); an all-zero record is a sector
+// never written. The guest implements it itself (it shares no code with
+// the server), which also cross-checks the format.
+const (
+	SectorSize = 4096
+	nonceSize  = 12
+	RecordSize = nonceSize + SectorSize + 16
+	keySize    = 32
+	adPrefix   = "cvault/disk-sector/v1\x00"
+)
+
+// ErrIntegrity: a record that does not open (tampered, moved, other key).
+var ErrIntegrity = errors.New("cvmdisk: sector record failed authentication")
+
 // Sectors seals and opens one disk's sector records in the guest.
-type Sectors struct{ c *diskcrypt.Cipher }
+type Sectors struct {
+	aead cipher.AEAD
+	ad   []byte
+}
 
 // NewSectors returns the record cipher of disk diskID (Meta.DiskID) under dek.
 func NewSectors(dek []byte, diskID string) (*Sectors, error) {
-	c, err := diskcrypt.NewCipher(dek, diskID, rand.Reader)
-	if err != nil {
-		return nil, err
+	if len(dek) != keySize {
+		return nil, errors.New("cvmdisk: data key must be 32 bytes")
 	}
-	return &Sectors{c: c}, nil
+	b, err := aes.NewCipher(dek)
+	if err != nil {
+		return nil, fmt.Errorf("cvmdisk: %w", err)
+	}
+	g, err := cipher.NewGCM(b)
+	if err != nil {
+		return nil, fmt.Errorf("cvmdisk: %w", err)
+	}
+	return &Sectors{aead: g, ad: append(append([]byte(adPrefix), diskID...), 0)}, nil
+}
+
+func (s *Sectors) adOf(sector int64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(nil), s.ad...), uint64(sector))
 }
 
 // Seal encrypts whole sectors of plaintext starting at sector first into records.
 func (s *Sectors) Seal(plaintext []byte, first int64) ([]byte, error) {
-	if len(plaintext)%diskcrypt.SectorSize != 0 {
-		return nil, fmt.Errorf("cvmdisk: %d bytes are not whole %d-byte sectors", len(plaintext), diskcrypt.SectorSize)
+	if len(plaintext)%SectorSize != 0 {
+		return nil, fmt.Errorf("cvmdisk: %d bytes are not whole %d-byte sectors", len(plaintext), SectorSize)
 	}
-	n := int64(len(plaintext) / diskcrypt.SectorSize)
-	out := make([]byte, n*diskcrypt.RecordSize)
+	n := len(plaintext) / SectorSize
+	out := make([]byte, 0, n*RecordSize)
 	for i := range n {
-		if err := s.c.Seal(out[i*diskcrypt.RecordSize:(i+1)*diskcrypt.RecordSize], plaintext[i*diskcrypt.SectorSize:(i+1)*diskcrypt.SectorSize], first+i); err != nil {
-			return nil, err
+		nonce := make([]byte, nonceSize)
+		if _, err := rand.Read(nonce); err != nil {
+			return nil, fmt.Errorf("cvmdisk: nonce: %w", err)
 		}
+		out = append(out, nonce...)
+		out = s.aead.Seal(out, nonce, plaintext[i*SectorSize:(i+1)*SectorSize], s.adOf(first+int64(i)))
 	}
 	return out, nil
 }
@@ -260,14 +296,21 @@ func (s *Sectors) Seal(plaintext []byte, first int64) ([]byte, error) {
 // Open decrypts whole records (from sector first) into plaintext; a record
 // that does not authenticate fails the whole read.
 func (s *Sectors) Open(records []byte, first int64) ([]byte, error) {
-	if len(records)%diskcrypt.RecordSize != 0 {
-		return nil, fmt.Errorf("cvmdisk: %d bytes are not whole %d-byte records", len(records), diskcrypt.RecordSize)
+	if len(records)%RecordSize != 0 {
+		return nil, fmt.Errorf("cvmdisk: %d bytes are not whole %d-byte records", len(records), RecordSize)
 	}
-	n := int64(len(records) / diskcrypt.RecordSize)
-	out := make([]byte, n*diskcrypt.SectorSize)
+	n := len(records) / RecordSize
+	out := make([]byte, 0, n*SectorSize)
+	var zero [RecordSize]byte
 	for i := range n {
-		if err := s.c.Open(out[i*diskcrypt.SectorSize:(i+1)*diskcrypt.SectorSize], records[i*diskcrypt.RecordSize:(i+1)*diskcrypt.RecordSize], first+i); err != nil {
-			return nil, err
+		rec := records[i*RecordSize : (i+1)*RecordSize]
+		if bytes.Equal(rec, zero[:]) {
+			out = append(out, zero[:SectorSize]...)
+			continue
+		}
+		var err error
+		if out, err = s.aead.Open(out, rec[:nonceSize], rec[nonceSize:], s.adOf(first+int64(i))); err != nil {
+			return nil, fmt.Errorf("sector %d: %w", first+int64(i), ErrIntegrity)
 		}
 	}
 	return out, nil
@@ -275,8 +318,8 @@ func (s *Sectors) Open(records []byte, first int64) ([]byte, error) {
 
 // ReadRecords downloads n records from sector first through the signed URL.
 func ReadRecords(ctx context.Context, c *pageblob.Client, first, n int64) ([]byte, error) {
-	buf := make([]byte, n*diskcrypt.RecordSize)
-	got, err := c.DownloadBuffer(ctx, buf, &blob.DownloadBufferOptions{Range: blob.HTTPRange{Offset: first * diskcrypt.RecordSize, Count: int64(len(buf))}})
+	buf := make([]byte, n*RecordSize)
+	got, err := c.DownloadBuffer(ctx, buf, &blob.DownloadBufferOptions{Range: blob.HTTPRange{Offset: first * RecordSize, Count: int64(len(buf))}})
 	if err != nil {
 		return nil, fmt.Errorf("cvmdisk: read records: %w", err)
 	}
@@ -285,7 +328,7 @@ func ReadRecords(ctx context.Context, c *pageblob.Client, first, n int64) ([]byt
 
 // WriteRecords uploads sealed records at sector first through a write signed URL.
 func WriteRecords(ctx context.Context, c *pageblob.Client, records []byte, first int64) error {
-	_, err := c.UploadPages(ctx, nopCloser{bytes.NewReader(records)}, blob.HTTPRange{Offset: first * diskcrypt.RecordSize, Count: int64(len(records))}, nil)
+	_, err := c.UploadPages(ctx, nopCloser{bytes.NewReader(records)}, blob.HTTPRange{Offset: first * RecordSize, Count: int64(len(records))}, nil)
 	if err != nil {
 		return fmt.Errorf("cvmdisk: write records: %w", err)
 	}
