@@ -1,7 +1,8 @@
 // Package computehttp serves the compute resource provider's ARM routes —
 // Microsoft.Compute/diskEncryptionSets, disks (+ beginGetAccess,
 // endGetAccess) and virtualMachines (+ start, powerOff, deallocate,
-// restart, instanceView) — in the shapes and status codes armcompute v8
+// restart, instanceView, and cvault's identitySecret and
+// releaseDiskEncryptionKey, see cvm.go) — in the shapes and status codes armcompute v8
 // expects (wire §5, §6.3): DES and disk PUT/PATCH answer 202, VM PUT 201 or
 // 200, power actions and deletes 202, each with an absolute
 // Azure-AsyncOperation URL. Work is done within the request, so the
