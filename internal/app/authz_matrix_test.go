@@ -169,6 +169,7 @@ func keyVaultRows(rows map[string]matrixRow) {
 	rows["GET "+prov+"/vaults"] = matrixRow{deny: 200}
 	rows["GET "+prov+"/deletedVaults"] = matrixRow{action: "Microsoft.KeyVault/deletedVaults/read", scope: "{sub}", deny: 403}
 	rows["GET "+prov+"/locations/{location}/deletedVaults/{vaultName}"] = matrixRow{action: "Microsoft.KeyVault/deletedVaults/read", scope: "{sub}", deny: 403}
+	rows["POST "+prov+"/checkNameAvailability"] = matrixRow{action: "Microsoft.KeyVault/checkNameAvailability/read", scope: "{sub}", body: `{"name":"kv1","type":"Microsoft.KeyVault/vaults"}`, deny: 403}
 	rows["POST "+prov+"/locations/{location}/deletedVaults/{vaultName}/purge"] = matrixRow{action: "Microsoft.KeyVault/locations/deletedVaults/purge/action", scope: "{sub}", deny: 403}
 	k := kv + "keys/"
 	for name, row := range map[string]matrixRow{
@@ -182,6 +183,8 @@ func keyVaultRows(rows map[string]matrixRow) {
 		"DELETE /keys/{name}":                   {action: k + "delete", scope: mKey},
 		"GET /keys/{name}/versions":             {action: k + "read", scope: mKey},
 		"POST /keys/{name}/rotate":              {action: k + "rotate/action", scope: mKey},
+		"POST /keys/{name}/backup":              {action: k + "backup/action", scope: mKey},
+		"POST /keys/restore":                    {action: k + "restore/action", scope: mVault},
 		"GET /keys/{name}/rotationpolicy":       {action: kv + "keyrotationpolicies/read", scope: mKey},
 		"PUT /keys/{name}/rotationpolicy":       {action: kv + "keyrotationpolicies/write", scope: mKey},
 		"GET /deletedkeys":                      {action: k + "read", scope: mVault},
