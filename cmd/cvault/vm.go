@@ -17,10 +17,9 @@ const versionCompute = "2024-11-01"
 
 // computeScope holds the flags shared by vm, disk and des commands.
 type computeScope struct {
-	f        *clientFlags
-	sub, rg  string
-	typ      string // virtualMachines, disks, diskEncryptionSets
-	location string
+	f       *clientFlags
+	sub, rg string
+	typ     string // virtualMachines, disks, diskEncryptionSets
 }
 
 func newComputeScope(cmd *cobra.Command, typ string) *computeScope {
