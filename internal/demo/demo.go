@@ -35,7 +35,9 @@ type Scenario struct {
 }
 
 // Scenarios lists every scenario built so far.
-func Scenarios() []Scenario { return []Scenario{skrScenario(), crossTenantScenario(), rotateScenario()} }
+func Scenarios() []Scenario {
+	return []Scenario{skrScenario(), crossTenantScenario(), rotateScenario()}
+}
 
 // ErrStep wraps a failed step.
 var ErrStep = errors.New("demo step failed")
