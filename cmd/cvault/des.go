@@ -48,28 +48,20 @@ type desResource struct {
 	} `json:"properties"`
 }
 
+// newDESCmd is the des command: create, list and delete (desadmin.go),
+// show and rotate (here).
 func newDESCmd() *cobra.Command {
-	f := &clientFlags{}
-	var sub, rg string
 	cmd := &cobra.Command{
 		Use:   "des",
-		Short: "Disk encryption sets: show, rotate the key",
-		Long:  `Show a disk encryption set and rotate its customer-managed key (seed 004).`,
+		Short: "Manage disk encryption sets and rotate their keys",
+		Long: `Create, list, show and delete disk encryption sets (Microsoft.Compute/diskEncryptionSets) and rotate
+their customer-managed key (seed 004). On create the set proves it can use its key over HTTPS as its managed
+identity; a ConfidentialVmEncryptedWithCustomerKey set also needs the Confidential VM Orchestrator (appId
+bf7b6499-ff71-4aa2-97a4-f372087be7f0) to hold get and release on its exportable RSA-HSM key.`,
 	}
-	addClientFlags(cmd, f)
-	cmd.PersistentFlags().StringVar(&sub, "subscription", "", "subscription ID (default: the first one visible)")
-	cmd.PersistentFlags().StringVarP(&rg, "resource-group", "g", "", "resource group of the set (required)")
-	path := func(ctx context.Context, c *client.Client, name string) (string, error) {
-		if rg == "" {
-			return "", errors.New("--resource-group is required")
-		}
-		s, err := c.Subscription(ctx, sub)
-		if err != nil {
-			return "", err
-		}
-		return "/subscriptions/" + url.PathEscape(s) + "/resourceGroups/" + url.PathEscape(rg) +
-			"/providers/Microsoft.Compute/diskEncryptionSets/" + url.PathEscape(name), nil
-	}
+	sc := addDESAdmin(cmd)
+	f := sc.f
+	path := func(ctx context.Context, c *client.Client, name string) (string, error) { return sc.path(ctx, c, name) }
 	cols := []outputColumn{col("NAME", "name"), col("TYPE", "properties.encryptionType"), col("STATE", "properties.provisioningState"),
 		col("ACTIVE KEY", "properties.activeKey.keyUrl"), col("ROTATION", "properties.keyRotation.state"),
 		col("ROTATED", "properties.keyRotation.disksRotated"), col("OF", "properties.keyRotation.disksTotal")}

@@ -96,6 +96,7 @@ Several servers pointed at one PostgreSQL database serve the same tenants, vault
 	f.StringVar(&cfg.TLSKeyFile, "tls-key", "", "TLS private key (PEM) for --tls-cert")
 	f.StringSliceVar(&cfg.Hostnames, "hostname", nil, "extra DNS names or IPs for the generated TLS certificate (repeatable)")
 	f.StringVar(&simRootFile, "trust-sim-root", "", "trust the simulated SEV-SNP platform's roots in this PEM file (from 'cvault sim root'); tokens say x-cvault-simulated: true")
+	f.BoolVar(&cfg.AMDKDS, "amd-kds", false, "fetch missing SEV-SNP VCEKs and AMD's CRLs from https://kdsintf.amd.com (cached in the store, shared by all servers) and refuse revoked VCEK/ASK; off: offline, the VCEK must come with the evidence")
 	f.DurationVar(&cfg.DEKCacheTTL, "dek-cache-ttl", diskdata.DefaultDEKCacheTTL, "how long an unwrapped disk data key is reused; a customer's disabled key stops disk reads within this time (negative: no cache)")
 	f.StringSliceVar(&aliases, "authority-alias", nil, "map an attestation authority URL named in release policies (e.g. Azure's https://sharedeus.eus.attest.azure.net) to an attestation instance: URL=INSTANCE (repeatable)")
 	f.StringSliceVar(&cfg.TrustedAuthorities, "trusted-authority", nil, "external MAA-compatible attestation authority (issuer URL) whose tokens may release keys; keys via its OpenID metadata (repeatable)")

@@ -79,6 +79,11 @@ type Config struct {
 	// SimulatedRootsPEM are simulated SEV-SNP roots the attestation service trusts
 	// (`--trust-sim-root`, from `cvault sim root`); nil refuses simulated evidence.
 	SimulatedRootsPEM []byte
+	// AMDKDS lets the attestation service fetch missing VCEKs and AMD's CRLs from
+	// https://kdsintf.amd.com, cached in the store (--amd-kds); off verifies offline.
+	// KDSClient replaces the network client (tests: a fake KDS); nil is a plain client.
+	AMDKDS    bool
+	KDSClient *http.Client
 	// AuthorityAliases map attestation authority URLs (Azure's MAA hosts in
 	// Azure's release policies) to attestation instances (--authority-alias).
 	AuthorityAliases map[string]string
@@ -405,10 +410,10 @@ func (a *App) Serve(ctx context.Context) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(a.listener, "", "") }()
-	// Key rotation policies are honoured by a scheduler on every server;
-	// a rotation applies only once (keyvault.RotateDue).
-	go a.KeyVault.RunRotation(ctx, time.Minute, func(err error) {
-		a.Config.Logger.Error("key rotation", "err", err)
+	// Key rotation policies and purge dates are honoured by a scheduler on
+	// every server; each rotation or purge applies only once.
+	go a.KeyVault.RunScheduler(ctx, time.Minute, func(err error) {
+		a.Config.Logger.Error("key vault scheduler", "err", err)
 	})
 	a.serveComputeJobs(ctx)
 	select {

@@ -6,7 +6,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/google/go-sev-guest/verify/trust"
+
 	"github.com/cvault/cvault/internal/attest/instance"
+	"github.com/cvault/cvault/internal/attest/kdscache"
 	"github.com/cvault/cvault/internal/attest/snp"
 )
 
@@ -20,11 +23,24 @@ func (a *App) attestation(ctx context.Context, reg prometheus.Registerer) (*inst
 			return nil, fmt.Errorf("--trust-sim-root: %w", err)
 		}
 	}
+	var kds trust.HTTPSGetter
+	if a.Config.AMDKDS {
+		cfg := kdscache.Config{Store: a.Store, Now: a.Config.Now}
+		if a.Config.KDSClient != nil {
+			cfg.Client = a.Config.KDSClient
+		}
+		g, err := kdscache.New(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("--amd-kds: %w", err)
+		}
+		kds = g
+	}
 	svc, err := instance.New(instance.Config{
 		Store:          a.Store,
 		Sealer:         a.Sealer,
 		BaseURL:        a.BaseURL.String(),
 		SimulatedRoots: roots,
+		KDS:            kds,
 		Registerer:     reg,
 		Now:            a.Config.Now,
 	})

@@ -31,6 +31,9 @@ type matrixRow struct {
 	deny int
 	// public is the status an anonymous request gets on a non-bearer route.
 	public int
+	// owner, when set, is the status the subscription's Owner must get: for
+	// routes bound to one principal rather than a role (a VM's own guest).
+	owner int
 }
 
 // matrixValues fills route wildcards to make a concrete request path.
@@ -166,6 +169,7 @@ func keyVaultRows(rows map[string]matrixRow) {
 	rows["GET "+prov+"/vaults"] = matrixRow{deny: 200}
 	rows["GET "+prov+"/deletedVaults"] = matrixRow{action: "Microsoft.KeyVault/deletedVaults/read", scope: "{sub}", deny: 403}
 	rows["GET "+prov+"/locations/{location}/deletedVaults/{vaultName}"] = matrixRow{action: "Microsoft.KeyVault/deletedVaults/read", scope: "{sub}", deny: 403}
+	rows["POST "+prov+"/checkNameAvailability"] = matrixRow{action: "Microsoft.KeyVault/checkNameAvailability/read", scope: "{sub}", body: `{"name":"kv1","type":"Microsoft.KeyVault/vaults"}`, deny: 403}
 	rows["POST "+prov+"/locations/{location}/deletedVaults/{vaultName}/purge"] = matrixRow{action: "Microsoft.KeyVault/locations/deletedVaults/purge/action", scope: "{sub}", deny: 403}
 	k := kv + "keys/"
 	for name, row := range map[string]matrixRow{
@@ -179,6 +183,8 @@ func keyVaultRows(rows map[string]matrixRow) {
 		"DELETE /keys/{name}":                   {action: k + "delete", scope: mKey},
 		"GET /keys/{name}/versions":             {action: k + "read", scope: mKey},
 		"POST /keys/{name}/rotate":              {action: k + "rotate/action", scope: mKey},
+		"POST /keys/{name}/backup":              {action: k + "backup/action", scope: mKey},
+		"POST /keys/restore":                    {action: k + "restore/action", scope: mVault},
 		"GET /keys/{name}/rotationpolicy":       {action: kv + "keyrotationpolicies/read", scope: mKey},
 		"PUT /keys/{name}/rotationpolicy":       {action: kv + "keyrotationpolicies/write", scope: mKey},
 		"GET /deletedkeys":                      {action: k + "read", scope: mVault},
@@ -311,7 +317,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 			} else if row.deny != 200 && r.Status != 403 && r.Status != 404 {
 				t.Errorf("wrong tenant: %d %s", r.Status, r.Body)
 			}
-			if r := do(t, srv, rt.Method, path, "admin", row.body); r.Status == 401 || r.Status == 403 {
+			if r := do(t, srv, rt.Method, path, "admin", row.body); row.owner != 0 && r.Status != row.owner {
+				t.Errorf("owner: %d %s, want %d", r.Status, r.Body, row.owner)
+			} else if row.owner == 0 && (r.Status == 401 || r.Status == 403) {
 				t.Errorf("owner refused: %d %s", r.Status, r.Body)
 			}
 			if row.action != "" {
@@ -397,6 +405,9 @@ func computeRows(rows map[string]matrixRow) {
 	rows["POST "+rgp+"/disks/{diskName}/endGetAccess"] = matrixRow{action: "Microsoft.Compute/disks/endGetAccess/action", scope: disk, deny: 403}
 	vm := scope + "/virtualMachines/vm1"
 	rows["GET "+rgp+"/virtualMachines/{vmName}/instanceView"] = matrixRow{action: "Microsoft.Compute/virtualMachines/instanceView/read", scope: vm, deny: 403}
+	rows["POST "+rgp+"/virtualMachines/{vmName}/identitySecret"] = matrixRow{action: "Microsoft.Compute/virtualMachines/identitySecret/action", scope: vm, deny: 403}
+	// Only the VM's own managed identity may release its disk key (no role grants it).
+	rows["POST "+rgp+"/virtualMachines/{vmName}/releaseDiskEncryptionKey"] = matrixRow{body: `{"target":"x"}`, deny: 403, owner: 403}
 	for _, op := range []string{"start", "powerOff", "deallocate", "restart"} {
 		rows["POST "+rgp+"/virtualMachines/{vmName}/"+op] = matrixRow{action: "Microsoft.Compute/virtualMachines/" + op + "/action", scope: vm, deny: 403}
 	}

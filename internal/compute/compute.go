@@ -74,6 +74,7 @@ type Identity interface {
 	GetUserAssignedIdentity(ctx context.Context, sub, rg, name string) (identity.UserAssignedIdentity, error)
 	PlatformIdentityToken(ctx context.Context, identityID, resource string) (*identity.Token, error)
 	IssueOwnerSecret(ctx context.Context, owner string, identities []string) (string, error)
+	FirstPartyToken(ctx context.Context, tenant, appID, resource string) (*identity.Token, error)
 }
 
 // Config wires the service.

@@ -317,6 +317,13 @@ func (s *Service) storeDES(ctx context.Context, des DiskEncryptionSet, idIn *Res
 			return DiskEncryptionSet{}, false, kerr
 		}
 	}
+	// The Orchestrator is a pre-existing principal: checked on create too.
+	if keyChanged && des.Properties.ConfidentialRotation() {
+		if kerr := s.checkOrchestrator(ctx, ref); kerr != nil {
+			cleanup()
+			return DiskEncryptionSet{}, false, kerr
+		}
+	}
 	des.Properties.ProvisioningState = StateSucceeded
 	if des.Properties.PreviousKeys == nil {
 		des.Properties.PreviousKeys = []KeyForDES{}

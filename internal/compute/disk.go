@@ -113,6 +113,15 @@ func (s *Service) checkDiskEncryption(ctx context.Context, d *Disk) (*DiskEncryp
 	case !cvmDisk && des.Properties.EncryptionType != e.Type:
 		return nil, badRequest("InvalidParameter", "The disk's encryption type %s does not match the disk encryption set's %s.", e.Type, des.Properties.EncryptionType)
 	}
+	if cvmDisk {
+		ref, ok := parseKeyURL(des.Properties.ActiveKey.KeyURL)
+		if !ok {
+			return nil, fmt.Errorf("compute: stored DES %s has a bad key URL", des.ID)
+		}
+		if kerr := s.checkOrchestrator(ctx, ref); kerr != nil {
+			return nil, kerr
+		}
+	}
 	if des.Properties.FederatedClientID != "" && d.SKU != nil && (strings.EqualFold(d.SKU.Name, "UltraSSD_LRS") || strings.EqualFold(d.SKU.Name, "PremiumV2_LRS")) {
 		return nil, badRequest("InvalidParameter", "Ultra disks and Premium SSD v2 disks do not support cross-tenant customer-managed keys (federatedClientId).")
 	}
@@ -189,7 +198,11 @@ func (s *Service) createDisk(ctx context.Context, id azure.ResourceID, in Disk) 
 	if err != nil {
 		return Disk{}, err
 	}
-	if err := s.cfg.DiskData.Create(ctx, uid, size, w); err != nil {
+	create := s.cfg.DiskData.Create
+	if _, ok := w.(guestOnly); ok {
+		create = s.cfg.DiskData.CreateGuestKeyed // the signed URL serves its ciphertext
+	}
+	if err := create(ctx, uid, size, w); err != nil {
 		return Disk{}, rewrapErr(err)
 	}
 	err = s.cfg.Store.Update(ctx, func(tx store.Tx) error {

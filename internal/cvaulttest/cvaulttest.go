@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/x509"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -139,6 +140,11 @@ func StartConfig(t testing.TB, cfg app.Config) *Server {
 // TestLogger logs to t.Log until the test's cleanup starts (a log line
 // after a test ends would panic).
 func TestLogger(t testing.TB) *slog.Logger {
+	if _, bench := t.(*testing.B); bench {
+		// Benchmarks still format every access line, as a server writing
+		// to stderr does, but don't pay for t.Log's locking and buffering.
+		return slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
 	w := &testWriter{t: t}
 	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))

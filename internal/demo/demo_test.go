@@ -79,3 +79,26 @@ func TestRotateDemo(t *testing.T) {
 	}
 	t.Log("\n" + out.String())
 }
+
+// TestCVMDiskDemo runs the confidential customer-key disk end to end: the
+// Orchestrator refusal, the guest's release and unwrap, ciphertext-only
+// beginGetAccess and its decryption in the guest.
+func TestCVMDiskDemo(t *testing.T) {
+	var out bytes.Buffer
+	if err := Run(t.Context(), Config{Out: &out}, "cvm-disk"); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if got := strings.Count(out.String(), " ok "); got != len(cvmDiskSteps) {
+		t.Errorf("%d steps ok, want %d:\n%s", got, len(cvmDiskSteps), out.String())
+	}
+	t.Log("\n" + out.String())
+}
+
+// A broken cvm-disk step (the guest's release) fails the run.
+func TestCVMDiskDemoBreak(t *testing.T) {
+	var out bytes.Buffer
+	err := Run(t.Context(), Config{Out: &out, Break: "guest-disk-key"}, "cvm-disk")
+	if !errors.Is(err, ErrStep) || !strings.Contains(err.Error(), "cvm-disk/guest-disk-key") {
+		t.Fatalf("err = %v\n%s", err, out.String())
+	}
+}

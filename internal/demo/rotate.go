@@ -16,7 +16,9 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 
+	"github.com/cvault/cvault/internal/authz"
 	"github.com/cvault/cvault/internal/compute"
+	"github.com/cvault/cvault/internal/identity"
 	"github.com/cvault/cvault/internal/release/policy"
 )
 
@@ -108,7 +110,10 @@ func Rotate(ctx context.Context, env *Env, r *Runner, hook *rotationHook) error 
 	if err := step(r, "cvm-key", "customer creates an exportable RSA-HSM key with the confidential-VM release policy", func() (string, error) {
 		kid, err := newVersion()
 		kid1 = kid
-		return "version " + lastSeg(kid), err
+		if err != nil {
+			return "", err
+		}
+		return "version " + lastSeg(kid) + "; the Confidential VM Orchestrator may get and release it", x.GrantOrchestrator(ctx)
 	}); err != nil {
 		return err
 	}
@@ -342,4 +347,21 @@ func firstLine(err error) string {
 		s = s[:i]
 	}
 	return strings.TrimRight(strings.TrimSpace(s), `"}`)
+}
+
+// GrantOrchestrator gives the customer tenant's Confidential VM
+// Orchestrator get and release on the vault's keys, which a
+// confidential disk encryption set needs (wire §5.5).
+func (x *CrossTenantSetup) GrantOrchestrator(ctx context.Context) error {
+	var sp struct {
+		ID string `json:"id"`
+	}
+	if err := x.Env.Graph(ctx, x.Customer.Cred, "GET", "/servicePrincipals/"+identity.ConfidentialVMOrchestratorAppID, nil, &sp); err != nil {
+		return err
+	}
+	// Release User holds release only; get comes with the encryption role.
+	if err := x.Assign(ctx, x.Customer, x.VaultID, authz.RoleKeyVaultCryptoServiceRelease, sp.ID); err != nil {
+		return err
+	}
+	return x.Assign(ctx, x.Customer, x.VaultID, authz.RoleKeyVaultCryptoServiceEncryption, sp.ID)
 }

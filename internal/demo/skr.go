@@ -24,6 +24,7 @@ import (
 	azpolicy "github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/keyvault/armkeyvault"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/msi/armmsi"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
@@ -203,7 +204,7 @@ func (e *skrEnv) identity(ctx context.Context, name string) (principal, secret s
 }
 
 func (e *skrEnv) vmIdentity(ctx context.Context) (string, error) {
-	pid, secret, err := e.identity(ctx, "cvm-identity")
+	pid, secret, err := e.confidentialVM(ctx, "cvm", nil)
 	if err != nil {
 		return "", err
 	}
@@ -211,10 +212,58 @@ func (e *skrEnv) vmIdentity(ctx context.Context) (string, error) {
 	if e.other, _, err = e.identity(ctx, "other-identity"); err != nil {
 		return "", err
 	}
-	// The confidential VM resource is not on main yet: the VM's identity is a
-	// user-assigned one whose managed-identity secret the guest presents.
-	return "confidential VM identity (user-assigned, principal " + pid + "); its MI secret goes to the guest", nil
+	return "confidential VM cvm (Standard_DC2as_v5, simulated SEV-SNP) with system-assigned identity " + pid + "; its MI secret goes to the guest", nil
 }
+
+// confidentialVM creates a running ConfidentialVM (armcompute) with a
+// system-assigned identity and returns the identity's principal and the
+// VM's managed-identity secret (POST …/identitySecret: what IMDS gives the
+// guest in Azure). des, when set, encrypts its OS disk with the customer's
+// key (ConfidentialVM_DiskEncryptedWithCustomerKey).
+func (e *skrEnv) confidentialVM(ctx context.Context, name string, des *string) (principal, secret string, err error) {
+	vc, err := armcompute.NewVirtualMachinesClient(e.sub, e.admin, e.armOpts)
+	if err != nil {
+		return "", "", err
+	}
+	sec := &armcompute.VMDiskSecurityProfile{SecurityEncryptionType: to.Ptr(armcompute.SecurityEncryptionTypesDiskWithVMGuestState)}
+	if des != nil {
+		sec.DiskEncryptionSet = &armcompute.DiskEncryptionSetParameters{ID: des}
+	}
+	p, err := vc.BeginCreateOrUpdate(ctx, demoRG, name, armcompute.VirtualMachine{
+		Location: to.Ptr(demoLoc),
+		Identity: &armcompute.VirtualMachineIdentity{Type: to.Ptr(armcompute.ResourceIdentityTypeSystemAssigned)},
+		Properties: &armcompute.VirtualMachineProperties{
+			HardwareProfile: &armcompute.HardwareProfile{VMSize: to.Ptr(armcompute.VirtualMachineSizeTypes("Standard_DC2as_v5"))},
+			SecurityProfile: &armcompute.SecurityProfile{SecurityType: to.Ptr(armcompute.SecurityTypesConfidentialVM),
+				UefiSettings: &armcompute.UefiSettings{SecureBootEnabled: to.Ptr(true), VTpmEnabled: to.Ptr(true)}},
+			StorageProfile: &armcompute.StorageProfile{OSDisk: &armcompute.OSDisk{
+				CreateOption: to.Ptr(armcompute.DiskCreateOptionTypesFromImage), DeleteOption: to.Ptr(armcompute.DiskDeleteOptionTypesDelete),
+				ManagedDisk: &armcompute.ManagedDiskParameters{SecurityProfile: sec}}},
+		},
+	}, nil)
+	if err != nil {
+		return "", "", err
+	}
+	vm, err := p.PollUntilDone(ctx, nil)
+	if err != nil {
+		return "", "", err
+	}
+	if vm.Identity == nil || vm.Identity.PrincipalID == nil {
+		return "", "", errors.New("the VM has no system-assigned identity")
+	}
+	var v map[string]any
+	if err := e.cli.ARM(ctx, http.MethodPost, *vm.ID+"/identitySecret", computeAPIVersion, nil, &v); err != nil {
+		return "", "", err
+	}
+	secret, _ = v["secret"].(string)
+	if secret == "" {
+		return "", "", errors.New("no managed-identity secret issued for the VM")
+	}
+	return *vm.Identity.PrincipalID, secret, nil
+}
+
+// computeAPIVersion is the Compute RP version the demo's REST calls use.
+const computeAPIVersion = "2024-11-01"
 
 func (e *skrEnv) vmCredential() azcore.TokenCredential {
 	return &skr.ManagedIdentity{Endpoint: e.miURL, Secret: e.vmSecret, Client: e.hc}

@@ -189,6 +189,10 @@ func (s *Service) createTenant(ctx context.Context, displayName string, extra fu
 		DisplayName: app.DisplayName, Type: SPTypeApplication, DirectoryAdmin: true, Created: now}
 	rec.Owners = []string{spID}
 	creds := &AdminCredentials{TenantID: tid, ClientID: app.AppID, ClientSecret: secret, ObjectID: spID, Authority: s.Authority(tid)}
+	firstParty, err := s.newFirstPartySPs(tid, now)
+	if err != nil {
+		return err
+	}
 	err = s.cfg.Store.Update(ctx, func(tx store.Tx) error {
 		if err := putJSON(ctx, tx, kindTenant, tid, t, store.Absent); err != nil {
 			return err
@@ -201,6 +205,11 @@ func (s *Service) createTenant(ctx context.Context, displayName string, extra fu
 		}
 		if err := s.putSP(ctx, tx, sp); err != nil {
 			return err
+		}
+		for _, fp := range firstParty {
+			if err := s.putSP(ctx, tx, fp); err != nil {
+				return err
+			}
 		}
 		return extra(ctx, tx, t, creds)
 	})

@@ -710,21 +710,26 @@ func (s *Service) PurgeKey(ctx context.Context, vault *Vault, name string) error
 		if vault.Properties.EnablePurgeProtection {
 			return errf(ErrPurgeProtected, "Operation \"purge\" is not allowed because purge protection is enabled for this vault. Key Vault service will automatically purge it after the retention period has passed.")
 		}
-		recs, err := tx.List(ctx, KindKeyVersion, kk+"/", "", 0)
-		if err != nil {
-			return err
-		}
-		for _, rec := range recs {
-			if err := tx.Delete(ctx, KindKeyVersion, rec.Key, store.Any); err != nil {
-				return err
-			}
-		}
-		return tx.Delete(ctx, KindKey, kk, store.Any)
+		return purgeKeyTx(ctx, tx, kk)
 	})
 	if err == nil {
 		s.cache.dropPrefix(kk + "/")
 	}
 	return err
+}
+
+// purgeKeyTx deletes a key record and all its versions.
+func purgeKeyTx(ctx context.Context, tx store.Tx, kk string) error {
+	recs, err := tx.List(ctx, KindKeyVersion, kk+"/", "", 0)
+	if err != nil {
+		return err
+	}
+	for _, rec := range recs {
+		if err := tx.Delete(ctx, KindKeyVersion, rec.Key, store.Any); err != nil {
+			return err
+		}
+	}
+	return tx.Delete(ctx, KindKey, kk, store.Any)
 }
 
 // Use returns a version for a cryptographic operation op (a key_ops name)

@@ -280,9 +280,11 @@ func rotationDue(p *RotationPolicy, cur *Version, now time.Time) bool {
 	return false
 }
 
-// RunRotation calls RotateDue every interval until ctx ends; report (may
+// RunScheduler runs the key vault's clock-driven work every interval
+// until ctx ends: due key rotations (RotateDue) and purges of soft-deleted
+// vaults and keys past their scheduled purge date (PurgeDue). report (may
 // be nil) hears about failures.
-func (s *Service) RunRotation(ctx context.Context, interval time.Duration, report func(error)) {
+func (s *Service) RunScheduler(ctx context.Context, interval time.Duration, report func(error)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -290,9 +292,16 @@ func (s *Service) RunRotation(ctx context.Context, interval time.Duration, repor
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if _, err := s.RotateDue(ctx); err != nil && report != nil {
+			if err := s.Tick(ctx); err != nil && report != nil {
 				report(err)
 			}
 		}
 	}
+}
+
+// Tick runs the scheduler's work once at the service clock's now.
+func (s *Service) Tick(ctx context.Context) error {
+	_, rerr := s.RotateDue(ctx)
+	_, _, perr := s.PurgeDue(ctx)
+	return errors.Join(rerr, perr)
 }

@@ -2,8 +2,10 @@
 // (Microsoft.KeyVault/vaults, with soft delete, purge protection and globally
 // unique names) and the keys data plane behind them — key versions whose
 // private material is sealed by the barrier, attributes, release policies,
-// soft-deleted keys, rotation and rotation policies with a scheduler, and the
-// cryptographic operations. It serves seed 000 (premium vault, exportable key
+// soft-deleted keys, rotation and rotation policies, key backups (sealed
+// under the root key, restorable within one subscription and geography),
+// a scheduler that rotates keys and purges what is past its purge date,
+// and the cryptographic operations. It serves seed 000 (premium vault, exportable key
 // with a release policy, access policies) and seed 003 (customer-managed key
 // in a purge-protected RBAC vault wrapping disk keys).
 //
@@ -493,7 +495,7 @@ func (s *Service) PurgeVault(ctx context.Context, sub, location, name string) er
 	if _, err := s.DeletedVault(ctx, sub, location, name); err != nil {
 		return err
 	}
-	return s.st.Update(ctx, func(tx store.Tx) error {
+	err := s.st.Update(ctx, func(tx store.Tx) error {
 		v, _, err := s.getVault(ctx, tx, name)
 		if err != nil {
 			return err
@@ -506,6 +508,10 @@ func (s *Service) PurgeVault(ctx context.Context, sub, location, name string) er
 		}
 		return s.purgeVaultTx(ctx, tx, v)
 	})
+	if err == nil {
+		s.cache.dropPrefix(strings.ToLower(name) + "/")
+	}
+	return err
 }
 
 func (s *Service) purgeVaultTx(ctx context.Context, tx store.Tx, v *Vault) error {
@@ -547,3 +553,134 @@ type keyCache struct {
 }
 
 const keyCacheMax = 4096
+
+// VaultPage is Vaults a page at a time, for ARM's $top and nextLink: up
+// to limit active vaults whose store key follows after ("" = from the
+// start); next is where the following page starts ("" at the end).
+func (s *Service) VaultPage(ctx context.Context, sub, rg, after string, limit int) (_ []Vault, next string, _ error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	out := []Vault{}
+	for {
+		recs, err := s.st.List(ctx, KindVault, "", after, limit)
+		if err != nil {
+			return nil, "", fmt.Errorf("list vaults: %w", err)
+		}
+		for _, rec := range recs {
+			var v Vault
+			if err := json.Unmarshal(rec.Value, &v); err != nil {
+				return nil, "", fmt.Errorf("vault %s: %w", rec.Key, err)
+			}
+			if v.Deleted == nil && strings.EqualFold(v.Subscription, sub) && (rg == "" || strings.EqualFold(v.ResourceGroup, rg)) {
+				out = append(out, v)
+				if len(out) == limit {
+					return out, rec.Key, nil
+				}
+			}
+		}
+		if len(recs) < limit {
+			return out, "", nil
+		}
+		after = recs[len(recs)-1].Key
+	}
+}
+
+// CheckVaultName answers ARM's checkNameAvailability: nil when name is a
+// valid vault name nobody holds; ErrInvalidName, or ErrVaultNameTaken
+// (also for a soft-deleted vault, which keeps its name until purged).
+func (s *Service) CheckVaultName(ctx context.Context, name string) error {
+	if !ValidVaultName(name) {
+		return errf(ErrInvalidName, "Vault name must be between 3-24 alphanumeric characters. The name must begin with a letter, end with a letter or digit, and not contain consecutive hyphens.")
+	}
+	v, _, err := s.getVault(ctx, s.st, name)
+	switch {
+	case errors.Is(err, ErrVaultNotFound):
+		return nil
+	case err != nil:
+		return err
+	case v.Deleted != nil:
+		return errf(ErrVaultNameTaken, "The vault name '%s' is already in use by a deleted vault. It can be used again once the deleted vault is purged.", name)
+	}
+	return errf(ErrVaultNameTaken, "The vault name '%s' is already in use. Vault names are globally unique so it is possible that the name is already taken. If you are sure that the vault name was not taken then it is possible that a vault with the same name was recently deleted but not purged after being placed in a recoverable state.", name)
+}
+
+// PurgeDue purges, at the service clock's now, every soft-deleted vault
+// (with its keys) and every soft-deleted key whose scheduled purge date
+// has passed, as Key Vault does after the retention period. Purge
+// protection only forbids purging earlier, so it does not hold these.
+// It returns how many vaults and keys it purged; several servers running
+// it at once is safe (each purge re-reads its record in its transaction).
+func (s *Service) PurgeDue(ctx context.Context) (vaults, keys int, err error) {
+	now := s.now()
+	var errs []error
+	recs, err := s.st.List(ctx, KindVault, "", "", 0)
+	if err != nil {
+		return 0, 0, fmt.Errorf("purge scan: %w", err)
+	}
+	for _, rec := range recs {
+		var v Vault
+		if json.Unmarshal(rec.Value, &v) != nil || v.Deleted == nil || now.Before(v.Deleted.ScheduledPurgeDate) {
+			continue
+		}
+		purged := false
+		err := s.st.Update(ctx, func(tx store.Tx) error {
+			purged = false
+			cur, _, err := s.getVault(ctx, tx, v.Name)
+			if errors.Is(err, ErrVaultNotFound) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if cur.Deleted == nil || now.Before(cur.Deleted.ScheduledPurgeDate) {
+				return nil // recovered (or re-deleted) meanwhile
+			}
+			purged = true
+			return s.purgeVaultTx(ctx, tx, cur)
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("purge vault %s: %w", v.Name, err))
+			continue
+		}
+		if purged {
+			s.cache.dropPrefix(rec.Key + "/")
+			vaults++
+		}
+	}
+	krecs, err := s.st.List(ctx, KindKey, "", "", 0)
+	if err != nil {
+		return vaults, keys, errors.Join(append(errs, fmt.Errorf("purge scan: %w", err))...)
+	}
+	for _, rec := range krecs {
+		var kr keyRecord
+		if json.Unmarshal(rec.Value, &kr) != nil || kr.Deleted == nil || now.Before(kr.Deleted.ScheduledPurgeDate) {
+			continue
+		}
+		purged := false
+		err := s.st.Update(ctx, func(tx store.Tx) error {
+			purged = false
+			cur, _, err := getKeyRecord(ctx, tx, rec.Key)
+			if errors.Is(err, ErrKeyNotFound) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if cur.Deleted == nil || now.Before(cur.Deleted.ScheduledPurgeDate) {
+				return nil
+			}
+			purged = true
+			return purgeKeyTx(ctx, tx, rec.Key)
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("purge key %s: %w", rec.Key, err))
+			continue
+		}
+		if purged {
+			s.cache.dropPrefix(rec.Key + "/")
+			keys++
+		}
+	}
+	return vaults, keys, errors.Join(errs...)
+}

@@ -30,6 +30,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/go-sev-guest/verify/trust"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cvault/cvault/internal/attest"
@@ -154,6 +155,9 @@ type Config struct {
 	// SimulatedRoots are trusted besides AMD's (`serve --trust-sim-root`); without them simulated
 	// evidence fails the chain check.
 	SimulatedRoots []snp.Root
+	// KDS fetches missing VCEKs and AMD's CRLs (`serve --amd-kds`, a kdscache.Getter); with it,
+	// revoked VCEK/ASK certificates are refused. Nil (the default) verifies offline.
+	KDS trust.HTTPSGetter
 	// TDXRoots replaces Intel's SGX root (tests); nil means Intel's.
 	TDXRoots *x509.CertPool
 	// Registerer receives the attestation metrics; nil registers nothing.
@@ -622,7 +626,7 @@ func (s *Service) AttestSevSnpVM(ctx context.Context, name string, body []byte) 
 		s.refusals.WithLabelValues(TypeSevSnpVM, "request").Inc()
 		return "", fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	v, err := snp.Verify(ctx, ev, snp.Options{Now: s.cfg.Now, ExtraRoots: s.cfg.SimulatedRoots, Cache: s.cache})
+	v, err := snp.Verify(ctx, ev, snp.Options{Now: s.cfg.Now, ExtraRoots: s.cfg.SimulatedRoots, Getter: s.cfg.KDS, Cache: s.cache})
 	if err != nil {
 		var ee *snp.EvidenceError
 		if !errors.As(err, &ee) {

@@ -27,6 +27,7 @@ const (
 	CheckTCB         = "tcb"         // REPORTED_TCB equals the certificate's TCB
 	CheckReportData  = "report-data" // REPORT_DATA[0:32] = SHA-256(runtimeData)
 	CheckHostData    = "host-data"   // HOST_DATA = SHA-256(initTimeData)
+	CheckRevoked     = "revoked"     // VCEK/VLEK or ASK/ASVK on the product line's AMD CRL
 )
 
 // EvidenceError says which always-check refused the evidence, with what was expected and seen.
@@ -53,7 +54,10 @@ type Options struct {
 	Now func() time.Time
 	// ExtraRoots are trusted besides AMD's (the simulator's, from `--trust-sim-root`).
 	ExtraRoots []Root
-	// Getter fetches a missing VCEK from AMD's KDS. Nil (the default) keeps Verify offline.
+	// Getter fetches a missing VCEK and the product line's CRL from AMD's KDS (through
+	// kdscache, which keeps them in the store). With a Getter, Verify refuses a VCEK/VLEK or
+	// ASK/ASVK the CRL revokes; a CRL that cannot be had (KDS unreachable, or not signed by the
+	// ARK the chain ends at) leaves revocation unchecked. Nil (the default) keeps Verify offline.
 	Getter trust.HTTPSGetter
 	// Cache, if set, remembers endorsement certificates whose chain verified, so later reports
 	// signed by them cost one ECDSA verify. Use one cache per root configuration.
@@ -67,11 +71,14 @@ type Verified struct {
 	Signer      string // "VCEK" or "VLEK"
 	ProductLine string // from the report's CPUID (v3+) or the certificate
 	// CertTCB is the TCB in the VCEK/VLEK certificate (equal to REPORTED_TCB).
-	CertTCB      kds.TCBVersion
-	Simulated    bool // the chain ends at a simulated root
-	RuntimeData  *attest.Data
-	InitTimeData *attest.Data
-	Nonce        string
+	CertTCB   kds.TCBVersion
+	Simulated bool // the chain ends at a simulated root
+	// RevocationChecked: a CRL signed by the chain's ARK was at hand and revokes neither the
+	// endorsement key nor its intermediate.
+	RevocationChecked bool
+	RuntimeData       *attest.Data
+	InitTimeData      *attest.Data
+	Nonce             string
 }
 
 // Verify runs the always-checks on ev: report format, endorsement certificate, chain to a
@@ -119,7 +126,14 @@ func Verify(ctx context.Context, ev *Evidence, o Options) (*Verified, error) {
 		}
 	}
 	if len(ekDER) == 0 {
-		return nil, &EvidenceError{Check: CheckCertificate, Expected: fmt.Sprintf("the %v certificate in VcekCertChain", key), Seen: "none"}
+		expected := fmt.Sprintf("the %v certificate in VcekCertChain", key)
+		switch {
+		case key == abi.VcekReportSigner && o.Getter == nil:
+			expected += " (or a server started with --amd-kds to fetch it from AMD KDS)"
+		case key == abi.VcekReportSigner && line == "":
+			expected += " (a version 2 report names no product line to fetch it from AMD KDS by)"
+		}
+		return nil, &EvidenceError{Check: CheckCertificate, Expected: expected, Seen: "none"}
 	}
 	ek, err := x509.ParseCertificate(ekDER)
 	if err != nil {
@@ -135,14 +149,19 @@ func Verify(ctx context.Context, ev *Evidence, o Options) (*Verified, error) {
 		line = kds.ProductLineOfProductName(exts.ProductName)
 	}
 
-	simulated, err := verifyChain(ctx, report, ek, ekDER, line, now(), o)
+	root, err := verifyChain(ctx, report, ek, ekDER, line, now(), o)
 	if err != nil {
 		return nil, err
 	}
 	v := &Verified{Report: report, Raw: raw, Signer: key.String(), ProductLine: line, CertTCB: exts.TCBVersion,
-		Simulated: simulated, RuntimeData: ev.RuntimeData, InitTimeData: ev.InitTimeData, Nonce: ev.Nonce}
+		Simulated: root.Simulated, RuntimeData: ev.RuntimeData, InitTimeData: ev.InitTimeData, Nonce: ev.Nonce}
 	if err := checkTCB(report, exts.TCBVersion); err != nil {
 		return nil, err
+	}
+	if o.Getter != nil {
+		if v.RevocationChecked, err = checkRevocation(ctx, o, key, ek, root); err != nil {
+			return nil, err
+		}
 	}
 	if d := ev.RuntimeData; d != nil && len(d.Bytes) > 0 {
 		// MAA binds the first half of REPORT_DATA (wire §4.3); the second half is not checked.
@@ -161,19 +180,19 @@ func Verify(ctx context.Context, ev *Evidence, o Options) (*Verified, error) {
 }
 
 // verifyChain checks chain and signature with go-sev-guest, trying AMD's roots, then the
-// extra non-simulated roots, then the simulated ones, and reports whether a simulated root
-// verified. A fresh verify.Options is built per call: the library mutates it.
-func verifyChain(ctx context.Context, report *spb.Report, ek *x509.Certificate, ekDER []byte, line string, now time.Time, o Options) (bool, error) {
+// extra non-simulated roots, then the simulated ones, and returns the root that verified.
+// A fresh verify.Options is built per call: the library mutates it.
+func verifyChain(ctx context.Context, report *spb.Report, ek *x509.Certificate, ekDER []byte, line string, now time.Time, o Options) (Root, error) {
 	fp := sha256.Sum256(ekDER)
-	if sim, ok := o.Cache.lookup(fp, now); ok {
+	if root, ok := o.Cache.lookup(fp, now); ok {
 		if err := verify.SnpProtoReportSignature(report, ek); err != nil {
-			return false, &EvidenceError{Check: CheckSignature, Expected: "a report signature by the " + signerName(report), Seen: "an invalid signature", Err: err}
+			return Root{}, &EvidenceError{Check: CheckSignature, Expected: "a report signature by the " + signerName(report), Seen: "an invalid signature", Err: err}
 		}
-		return sim, nil
+		return root, nil
 	}
 	amd, err := AMDRoots()
 	if err != nil {
-		return false, err
+		return Root{}, err
 	}
 	var real, extra, simulated []Root
 	for _, r := range amd {
@@ -202,18 +221,19 @@ func verifyChain(ctx context.Context, report *spb.Report, ek *x509.Certificate, 
 		att := &spb.Attestation{Report: report, CertificateChain: certChain(report, ekDER)}
 		opts := &verify.Options{DisableCertFetching: true, Now: now, TrustedRoots: map[string][]*trust.AMDRootCerts{line: roots}}
 		if lastErr = verify.SnpAttestationContext(ctx, att, opts); lastErr == nil {
-			o.Cache.store(fp, group, ek)
-			return group[0].Simulated, nil
+			root := issuingRoot(group, ek)
+			o.Cache.store(fp, group, root, ek)
+			return root, nil
 		}
 	}
 	// Tell a bad signature from an untrusted chain, so the error names the right check.
 	if err := verify.SnpProtoReportSignature(report, ek); err != nil {
-		return false, &EvidenceError{Check: CheckSignature, Expected: "a report signature by the " + signerName(report), Seen: "an invalid signature", Err: err}
+		return Root{}, &EvidenceError{Check: CheckSignature, Expected: "a report signature by the " + signerName(report), Seen: "an invalid signature", Err: err}
 	}
 	if lastErr == nil {
 		lastErr = errors.New("no trusted root for this product line")
 	}
-	return false, &EvidenceError{Check: CheckChain, Expected: fmt.Sprintf("a %s chain to a trusted %s ARK", signerName(report), line),
+	return Root{}, &EvidenceError{Check: CheckChain, Expected: fmt.Sprintf("a %s chain to a trusted %s ARK", signerName(report), line),
 		Seen: "a certificate no trusted root certifies (a simulated report needs --trust-sim-root)", Err: lastErr}
 }
 
@@ -254,39 +274,40 @@ func tcbString(t kds.TCBVersion) string {
 // with the window in which the whole chain is valid. Safe for concurrent use; nil is a valid,
 // always-empty cache.
 type ChainCache struct {
-	mu  sync.Mutex
-	max int
-	m   map[[32]byte]cacheEntry
+	mu   sync.Mutex
+	max  int
+	m    map[[32]byte]cacheEntry
+	crls map[[32]byte]*x509.RevocationList // by SHA-256(CRL ‖ ARK); nil = not signed by that ARK
 }
 
 type cacheEntry struct {
 	notBefore, notAfter time.Time
-	simulated           bool
+	root                Root
 }
 
 // NewChainCache returns a cache holding at most max certificates (it empties itself when full).
 func NewChainCache(max int) *ChainCache {
-	return &ChainCache{max: max, m: map[[32]byte]cacheEntry{}}
+	return &ChainCache{max: max, m: map[[32]byte]cacheEntry{}, crls: map[[32]byte]*x509.RevocationList{}}
 }
 
-func (c *ChainCache) lookup(fp [32]byte, now time.Time) (bool, bool) {
+func (c *ChainCache) lookup(fp [32]byte, now time.Time) (Root, bool) {
 	if c == nil {
-		return false, false
+		return Root{}, false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[fp]
 	if !ok || now.Before(e.notBefore) || now.After(e.notAfter) {
-		return false, false
+		return Root{}, false
 	}
-	return e.simulated, true
+	return e.root, true
 }
 
-func (c *ChainCache) store(fp [32]byte, group []Root, ek *x509.Certificate) {
+func (c *ChainCache) store(fp [32]byte, group []Root, root Root, ek *x509.Certificate) {
 	if c == nil {
 		return
 	}
-	e := cacheEntry{notBefore: ek.NotBefore, notAfter: ek.NotAfter, simulated: group[0].Simulated}
+	e := cacheEntry{notBefore: ek.NotBefore, notAfter: ek.NotAfter, root: root}
 	// The window where the whole chain is valid: the narrowest over EK and every root cert.
 	for _, r := range group {
 		for _, cert := range []*x509.Certificate{r.ARK, r.ASK, r.ASVK} {

@@ -348,7 +348,14 @@ const maxPolls = 60
 // ARMDelete deletes an ARM resource and, when the answer is an
 // asynchronous operation (202 with Azure-AsyncOperation), waits for it.
 func (c *Client) ARMDelete(ctx context.Context, path, apiVersion string) error {
-	h, err := c.send(ctx, http.MethodDelete, c.BaseURL+path+"?api-version="+url.QueryEscape(apiVersion), c.ARMScope(), nil, nil)
+	return c.ARMWait(ctx, http.MethodDelete, path, apiVersion, nil, nil)
+}
+
+// ARMWait sends an ARM request (PUT, PATCH, DELETE, POST action) and, when
+// the answer is an asynchronous operation (Azure-AsyncOperation), waits
+// for it; a Failed operation is an *APIError with the operation's code.
+func (c *Client) ARMWait(ctx context.Context, method, path, apiVersion string, body, out any) error {
+	h, err := c.send(ctx, method, c.BaseURL+path+"?api-version="+url.QueryEscape(apiVersion), c.ARMScope(), body, out)
 	if err != nil {
 		return err
 	}
@@ -382,7 +389,7 @@ func (c *Client) ARMDelete(ctx context.Context, path, apiVersion string) error {
 		case <-time.After(time.Second):
 		}
 	}
-	return fmt.Errorf("delete %s: operation still running after %d polls", path, maxPolls)
+	return fmt.Errorf("%s %s: operation still running after %d polls", method, path, maxPolls)
 }
 
 func redactQuery(u string) string {

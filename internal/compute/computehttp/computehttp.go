@@ -1,7 +1,8 @@
 // Package computehttp serves the compute resource provider's ARM routes —
 // Microsoft.Compute/diskEncryptionSets, disks (+ beginGetAccess,
 // endGetAccess) and virtualMachines (+ start, powerOff, deallocate,
-// restart, instanceView) — in the shapes and status codes armcompute v8
+// restart, instanceView, and cvault's identitySecret and
+// releaseDiskEncryptionKey, see cvm.go) — in the shapes and status codes armcompute v8
 // expects (wire §5, §6.3): DES and disk PUT/PATCH answer 202, VM PUT 201 or
 // 200, power actions and deletes 202, each with an absolute
 // Azure-AsyncOperation URL. Work is done within the request, so the
@@ -87,6 +88,8 @@ func Routes(cfg Config) []route.Route {
 		r("POST", vmPath+"/powerOff", h.power(compute.ActionPowerOff)),
 		r("POST", vmPath+"/deallocate", h.power(compute.ActionDeallocate)),
 		r("POST", vmPath+"/restart", h.power(compute.ActionRestart)),
+		r("POST", vmPath+"/identitySecret", h.identitySecret),
+		r("POST", vmPath+"/releaseDiskEncryptionKey", h.releaseDiskKey),
 		r("GET", rgp+"/virtualMachines", h.listVMs),
 		r("GET", subp+"/virtualMachines", h.listVMs),
 	}

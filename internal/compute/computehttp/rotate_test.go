@@ -328,6 +328,9 @@ func TestConfidentialRotationStopAll(t *testing.T) {
 		KeyAttributes: &azkeys.KeyAttributes{Exportable: to.Ptr(true)},
 		ReleasePolicy: &azkeys.KeyReleasePolicy{EncodedPolicy: policy.CVMDefault(x.Env.URL + "/attestation/default"), Immutable: to.Ptr(true)}}
 	kid1 := newKeyVersion(t, x, "cvmk", hsm)
+	if err := x.GrantOrchestrator(ctx); err != nil {
+		t.Fatal(err)
+	}
 	body := x.DESBody()
 	body.Properties.EncryptionType = to.Ptr(armcompute.DiskEncryptionSetTypeConfidentialVMEncryptedWithCustomerKey)
 	body.Properties.ActiveKey.KeyURL = to.Ptr(kid1)

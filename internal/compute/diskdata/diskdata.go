@@ -154,6 +154,9 @@ type record struct {
 	Key       diskcrypt.KeyRecord `json:"key"`
 	Access    access              `json:"access"`
 	Created   time.Time           `json:"created"`
+	// GuestKeyed disks' data keys are unwrapped only by their guest: the
+	// signed URL serves their sector records raw (raw.go).
+	GuestKeyed bool `json:"guestKeyed,omitempty"`
 }
 
 // access is the disk's signed-URL state. Gen is in every signature, so
@@ -188,6 +191,10 @@ func (s *Service) check(id string) error {
 // Create makes a disk of sizeBytes (a multiple of 512) with a fresh data
 // key wrapped by w. Nothing is written to the block store until data arrives.
 func (s *Service) Create(ctx context.Context, id string, sizeBytes int64, w diskcrypt.Wrapper) error {
+	return s.create(ctx, id, sizeBytes, w, false)
+}
+
+func (s *Service) create(ctx context.Context, id string, sizeBytes int64, w diskcrypt.Wrapper, guestKeyed bool) error {
 	if err := s.check(id); err != nil {
 		return err
 	}
@@ -199,7 +206,7 @@ func (s *Service) Create(ctx context.Context, id string, sizeBytes int64, w disk
 		return err
 	}
 	clear(dek)
-	rec := record{ID: id, SizeBytes: sizeBytes, Key: key, Created: s.cfg.Now().UTC()}
+	rec := record{ID: id, SizeBytes: sizeBytes, Key: key, Created: s.cfg.Now().UTC(), GuestKeyed: guestKeyed}
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("diskdata: %w", err)
@@ -489,36 +496,45 @@ func (s *Service) RevokeAccess(ctx context.Context, id string) error {
 // ErrAccessDenied (they are indistinguishable to the caller, as in Azure);
 // a good signature without the permission is ErrPermission.
 func (s *Service) Authorize(ctx context.Context, id string, q url.Values, write bool) (*diskcrypt.Disk, error) {
+	d, err := s.authorize(ctx, id, q, write)
+	if err != nil {
+		return nil, err
+	}
+	return s.open(ctx, d)
+}
+
+// authorize checks a signed URL (see Authorize) and returns the disk's record.
+func (s *Service) authorize(ctx context.Context, id string, q url.Values, write bool) (record, error) {
 	sp, se, sig := q.Get("sp"), q.Get("se"), q.Get("sig")
 	if sp != "r" && sp != "rw" || se == "" || sig == "" || !blockstore.ValidDiskID(id) {
-		return nil, ErrAccessDenied
+		return record{}, ErrAccessDenied
 	}
 	exp, err := time.Parse(time.RFC3339, se)
 	if err != nil {
-		return nil, ErrAccessDenied
+		return record{}, ErrAccessDenied
 	}
 	key, err := s.signingKey(ctx)
 	if err != nil {
-		return nil, err
+		return record{}, err
 	}
 	d, _, err := s.get(ctx, s.cfg.Store, id)
 	if errors.Is(err, ErrNotFound) {
-		return nil, ErrAccessDenied
+		return record{}, ErrAccessDenied
 	}
 	if err != nil {
-		return nil, err
+		return record{}, err
 	}
 	want := sign(key, d.ID, sp, se, d.Access.Gen)
 	if !hmac.Equal([]byte(want), []byte(sig)) {
-		return nil, ErrAccessDenied
+		return record{}, ErrAccessDenied
 	}
 	if !s.cfg.Now().Before(exp) || !d.Access.Active {
-		return nil, fmt.Errorf("signed expiry %s: %w", se, ErrAccessDenied)
+		return record{}, fmt.Errorf("signed expiry %s: %w", se, ErrAccessDenied)
 	}
 	if write && sp != "rw" {
-		return nil, ErrPermission
+		return record{}, ErrPermission
 	}
-	return s.open(ctx, d)
+	return d, nil
 }
 
 // sign is the URL signature: base64(HMAC-SHA256(key, fields)). The access

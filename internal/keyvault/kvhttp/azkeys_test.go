@@ -444,6 +444,7 @@ func TestAzkeysEndToEnd(t *testing.T) {
 	})
 
 	t.Run("Release", func(t *testing.T) { testAzkeysRelease(t, e, c) })
+	t.Run("BackupRestore", func(t *testing.T) { testBackupRestore(t, e, c) })
 	t.Run("every azkeys method is tested or explained", checkMethodsCovered)
 }
 
@@ -473,8 +474,6 @@ func goVerify(t *testing.T, k *azkeys.JSONWebKey, alg azkeys.SignatureAlgorithm,
 
 // notOffered are azkeys.Client methods cvault does not serve yet, with why.
 var notOffered = map[string]string{
-	"BackupKey":         "backup blobs are a later issue (wire §1.4 'may come later')",
-	"RestoreKey":        "restore needs backup",
 	"GetRandomBytes":    "Managed HSM only; vaults do not offer /rng",
 	"GetKeyAttestation": "7.6-preview HSM key attestation; cvault has no HSM attestation chain",
 }

@@ -36,6 +36,8 @@ func (h *handlers) dataRoutes() []route.Route {
 		r("DELETE", "/keys/{name}", h.deleteKey),
 		r("GET", "/keys/{name}/versions", h.listVersions),
 		r("POST", "/keys/{name}/rotate", h.rotateKey),
+		r("POST", "/keys/{name}/backup", h.backupKey),
+		r("POST", "/keys/restore", h.restoreKey),
 		r("GET", "/keys/{name}/rotationpolicy", h.getRotationPolicy),
 		r("PUT", "/keys/{name}/rotationpolicy", h.putRotationPolicy),
 		r("GET", "/deletedkeys", h.listDeletedKeys),

@@ -129,7 +129,7 @@ func mapErr(err error) error {
 		return azure.Errorf(http.StatusNotFound, "VaultNotFound", "%s", msg()).Wrap(err)
 	case errors.Is(err, keyvault.ErrKeyNotFound):
 		return azure.Errorf(http.StatusNotFound, "KeyNotFound", "%s", msg()).Wrap(err)
-	case errors.Is(err, keyvault.ErrKeyDeleted), errors.Is(err, keyvault.ErrConflict):
+	case errors.Is(err, keyvault.ErrKeyDeleted), errors.Is(err, keyvault.ErrConflict), errors.Is(err, keyvault.ErrKeyExists):
 		return azure.Errorf(http.StatusConflict, azure.CodeConflict, "%s", msg()).Wrap(err)
 	case errors.Is(err, keyvault.ErrKeyDisabled):
 		return azure.Errorf(http.StatusForbidden, azure.CodeForbidden, "%s", msg()).WithInner("KeyDisabled").Wrap(err)

@@ -23,6 +23,7 @@ const (
 	actionAccessPolicyWrite = "Microsoft.KeyVault/vaults/accessPolicies/write"
 	actionDeletedVaultRead  = "Microsoft.KeyVault/deletedVaults/read"
 	actionPurge             = "Microsoft.KeyVault/locations/deletedVaults/purge/action"
+	actionCheckName         = "Microsoft.KeyVault/checkNameAvailability/read"
 )
 
 func (h *handlers) armRoutes() []route.Route {
@@ -43,6 +44,7 @@ func (h *handlers) armRoutes() []route.Route {
 		r("GET", vaults, h.listVaults),
 		r("GET", prov+"/vaults", h.listVaults),
 		r("GET", prov+"/deletedVaults", h.listDeletedVaults),
+		r("POST", prov+"/checkNameAvailability", h.checkNameAvailability),
 		r("GET", prov+"/locations/{location}/deletedVaults/{vaultName}", h.getDeletedVault),
 		r("POST", prov+"/locations/{location}/deletedVaults/{vaultName}/purge", h.purgeDeletedVault),
 	}
@@ -344,16 +346,75 @@ func (h *handlers) listVaults(w http.ResponseWriter, r *http.Request) error {
 			return azure.Errorf(http.StatusNotFound, azure.CodeResourceGroupNotFound, "Resource group '%s' could not be found.", rg)
 		}
 	}
-	vs, err := h.svc.Vaults(r.Context(), sub, rg)
+	top, err := azure.PageSize(r, "$top", maxVaultPage, maxVaultPage)
+	if err != nil {
+		return err
+	}
+	after, err := azure.SkipToken(r)
+	if err != nil {
+		return err
+	}
+	vs, next, err := h.svc.VaultPage(r.Context(), sub, rg, after, top)
 	if err != nil {
 		return mapARMErr(err)
 	}
+	// Vaults the caller may not read are left out of their page; the
+	// nextLink still follows the store order, so paging stays stable.
 	p, _ := authn.FromContext(r.Context())
-	out := azure.Page[vaultJSON]{Value: []vaultJSON{}}
+	out := azure.Page[vaultJSON]{Value: []vaultJSON{}, NextLink: azure.NextLink(h.base, r, azure.EncodeSkipToken(next))}
 	for i := range vs {
 		if h.az.Check(r.Context(), p, actionVaultRead, vs[i].ID()) == nil {
 			out.Value = append(out.Value, h.vaultJSON(&vs[i]))
 		}
+	}
+	azure.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// maxVaultPage is the largest (and default) $top of a vault list.
+const maxVaultPage = 1000
+
+type checkNameJSON struct {
+	Name *string `json:"name"`
+	Type *string `json:"type"`
+}
+
+type checkNameResultJSON struct {
+	NameAvailable bool   `json:"nameAvailable"`
+	Reason        string `json:"reason,omitempty"`
+	Message       string `json:"message,omitempty"`
+}
+
+// checkNameAvailability serves POST …/providers/Microsoft.KeyVault/checkNameAvailability.
+func (h *handlers) checkNameAvailability(w http.ResponseWriter, r *http.Request) error {
+	if _, err := h.subscription(r); err != nil {
+		return err
+	}
+	sub := r.PathValue("subscriptionId")
+	if err := armhttp.Authorize(r, h.az, actionCheckName, "/subscriptions/"+sub); err != nil {
+		return err
+	}
+	var b checkNameJSON
+	if err := azure.DecodeJSON(r, 0, azure.CodeInvalidRequestContent, false, &b); err != nil {
+		return err
+	}
+	if b.Name == nil {
+		return azure.Errorf(http.StatusBadRequest, azure.CodeBadRequest, "The vault name (name) is required.")
+	}
+	if b.Type != nil && !strings.EqualFold(*b.Type, "Microsoft.KeyVault/vaults") {
+		return azure.Errorf(http.StatusBadRequest, azure.CodeBadRequest, "The resource type '%s' is not Microsoft.KeyVault/vaults.", *b.Type)
+	}
+	out := checkNameResultJSON{NameAvailable: true}
+	err := h.svc.CheckVaultName(r.Context(), *b.Name)
+	var ke *keyvault.Error
+	switch {
+	case err == nil:
+	case errors.Is(err, keyvault.ErrInvalidName) && errors.As(err, &ke):
+		out = checkNameResultJSON{Reason: "AccountNameInvalid", Message: ke.Msg}
+	case errors.Is(err, keyvault.ErrVaultNameTaken) && errors.As(err, &ke):
+		out = checkNameResultJSON{Reason: "AlreadyExists", Message: ke.Msg}
+	default:
+		return mapARMErr(err)
 	}
 	azure.WriteJSON(w, http.StatusOK, out)
 	return nil

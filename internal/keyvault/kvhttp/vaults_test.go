@@ -1,6 +1,7 @@
 package kvhttp_test
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
@@ -153,5 +154,89 @@ func TestArmkeyvaultLifecycle(t *testing.T) {
 	}
 	if _, err := vc.Get(ctx, "rg", "cmk-vault", nil); err != nil {
 		t.Errorf("get recovered: %v", err)
+	}
+}
+
+// TestArmkeyvaultPagingAndNames: vault lists page with $top and nextLink
+// (armkeyvault's pagers follow them), and checkNameAvailability answers
+// as Azure's does.
+func TestArmkeyvaultPagingAndNames(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	vc := e.vaults
+	if _, _, err := e.srv.App.ARM.PutResourceGroup(ctx, kvarm.ResourceGroup{Subscription: e.sub, Name: "rg2", Location: "westeurope"}); err != nil {
+		t.Fatal(err)
+	}
+	create := func(rg, name string) {
+		p, err := vc.BeginCreateOrUpdate(ctx, rg, name, e.seedVault(true, false), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.PollUntilDone(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range []string{"pg-a", "pg-b", "pg-c", "pg-d", "pg-e"} {
+		create("rg", n)
+	}
+	create("rg2", "pg-other")
+	create("rg", "pg-f")
+	if _, err := vc.Delete(ctx, "rg", "pg-f", nil); err != nil { // deleted vaults are not listed
+		t.Fatal(err)
+	}
+
+	byRG := vc.NewListByResourceGroupPager("rg", &armkeyvault.VaultsClientListByResourceGroupOptions{Top: to.Ptr[int32](2)})
+	var names []string
+	pages := 0
+	for byRG.More() {
+		p, err := byRG.NextPage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		if len(p.Value) > 2 {
+			t.Errorf("page of %d vaults with $top=2", len(p.Value))
+		}
+		for _, v := range p.Value {
+			names = append(names, *v.Name)
+		}
+	}
+	if want := []string{"pg-a", "pg-b", "pg-c", "pg-d", "pg-e"}; pages < 3 || !slices.Equal(names, want) {
+		t.Errorf("by group: %d pages %v, want >= 3 pages %v", pages, names, want)
+	}
+	bySub := vc.NewListBySubscriptionPager(&armkeyvault.VaultsClientListBySubscriptionOptions{Top: to.Ptr[int32](4)})
+	names, pages = nil, 0
+	for bySub.More() {
+		p, err := bySub.NextPage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		for _, v := range p.Value {
+			names = append(names, *v.Name)
+		}
+	}
+	if pages != 2 || len(names) != 6 || !slices.Contains(names, "pg-other") {
+		t.Errorf("by subscription: %d pages %v", pages, names)
+	}
+
+	check := func(name string) armkeyvault.CheckNameAvailabilityResult {
+		res, err := vc.CheckNameAvailability(ctx, armkeyvault.VaultCheckNameAvailabilityParameters{Name: to.Ptr(name),
+			Type: to.Ptr("Microsoft.KeyVault/vaults")}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.CheckNameAvailabilityResult
+	}
+	if r := check("pg-free"); !*r.NameAvailable || r.Reason != nil {
+		t.Errorf("free name: %+v", r)
+	}
+	for name, reason := range map[string]armkeyvault.Reason{
+		"PG-A": armkeyvault.ReasonAlreadyExists, "pg-f": armkeyvault.ReasonAlreadyExists, // taken; soft-deleted
+		"x": armkeyvault.ReasonAccountNameInvalid, "pg--a": armkeyvault.ReasonAccountNameInvalid, "pg_a": armkeyvault.ReasonAccountNameInvalid,
+	} {
+		if r := check(name); *r.NameAvailable || r.Reason == nil || *r.Reason != reason || r.Message == nil || *r.Message == "" {
+			t.Errorf("%s: %+v, want %s", name, r, reason)
+		}
 	}
 }

@@ -47,12 +47,18 @@ func (h handler) get(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	id := r.PathValue("disk")
 	route.AddLogAttrs(ctx, slog.String("disk", id))
-	d, err := h.svc.Authorize(ctx, id, r.URL.Query(), false)
+	d, err := h.svc.AuthorizeIO(ctx, id, r.URL.Query(), false)
 	if err != nil {
 		return err
 	}
 	size := d.Size()
 	hdr := w.Header()
+	if raw, ok := d.(*diskdata.RawDisk); ok {
+		// Guest-keyed: ciphertext records, and how to open them.
+		for k, v := range raw.Metadata() {
+			hdr.Set("x-ms-meta-"+k, v)
+		}
+	}
 	hdr.Set("x-ms-blob-type", "PageBlob")
 	hdr.Set("x-ms-blob-sequence-number", "0")
 	hdr.Set("x-ms-server-encrypted", "true")
@@ -103,7 +109,7 @@ func (h handler) put(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	id := r.PathValue("disk")
 	route.AddLogAttrs(ctx, slog.String("disk", id))
-	d, err := h.svc.Authorize(ctx, id, r.URL.Query(), true)
+	d, err := h.svc.AuthorizeIO(ctx, id, r.URL.Query(), true)
 	if err != nil {
 		return err
 	}
@@ -127,7 +133,8 @@ func (h handler) put(w http.ResponseWriter, r *http.Request) error {
 		return &storageError{http.StatusBadRequest, "InvalidHeaderValue", "The value for one of the HTTP headers is not in the correct format: x-ms-range."}
 	}
 	n := end - off + 1
-	if off%diskdata.PageSize != 0 || n%diskdata.PageSize != 0 || end >= d.Size() {
+	_, raw := d.(*diskdata.RawDisk) // raw records align to records, not pages
+	if !raw && (off%diskdata.PageSize != 0 || n%diskdata.PageSize != 0) || end >= d.Size() {
 		return &storageError{http.StatusRequestedRangeNotSatisfiable, "InvalidPageRange", "The page range specified is invalid."}
 	}
 	switch mode {
@@ -237,6 +244,8 @@ func toStorage(err error) (*storageError, bool) {
 	case errors.Is(err, diskdata.ErrPermission):
 		return &storageError{http.StatusForbidden, "AuthorizationPermissionMismatch",
 			"This request is not authorized to perform this operation using this permission."}, true
+	case errors.Is(err, diskdata.ErrUnaligned):
+		return &storageError{http.StatusRequestedRangeNotSatisfiable, "InvalidPageRange", "The page range specified is invalid: a confidential disk's raw data is written in whole sector records."}, true
 	case errors.Is(err, diskcrypt.ErrRange):
 		return &storageError{http.StatusRequestedRangeNotSatisfiable, "InvalidRange", "The range specified is invalid for the current size of the resource."}, true
 	case errors.Is(err, diskdata.ErrKeyUnavailable):
