@@ -4,24 +4,9 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// newDESAdminCmd is the des command with create, list and delete. Key
-// rotation (des show|rotate) is des.go's; when both exist, des.go's command
-// takes addDESAdmin and main registers only one des command.
-func newDESAdminCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "des",
-		Short: "Manage disk encryption sets",
-		Long: `Create, list and delete disk encryption sets (Microsoft.Compute/diskEncryptionSets). On create the set
-proves it can use its key over HTTPS as its managed identity; a ConfidentialVmEncryptedWithCustomerKey set also
-needs the Confidential VM Orchestrator (appId bf7b6499-ff71-4aa2-97a4-f372087be7f0) to hold get and release on
-its exportable RSA-HSM key.`,
-	}
-	addDESAdmin(cmd)
-	return cmd
-}
-
-// addDESAdmin adds create, list and delete (and the client flags) to cmd.
-func addDESAdmin(cmd *cobra.Command) {
+// addDESAdmin adds create, list and delete (and the client flags) to cmd
+// and returns the scope the flags fill.
+func addDESAdmin(cmd *cobra.Command) *computeScope {
 	s := newComputeScope(cmd, "diskEncryptionSets")
 	cols := []outputColumn{col("NAME", "name"), col("TYPE", "properties.encryptionType"), col("KEY", "properties.activeKey.keyUrl"),
 		col("PRINCIPAL", "identity.principalId"), col("STATE", "properties.provisioningState")}
@@ -51,4 +36,5 @@ func addDESAdmin(cmd *cobra.Command) {
 	_ = create.MarkFlagRequired("key-url")
 	cmd.AddCommand(create)
 	s.crud(cmd, cols, "disk encryption set", true)
+	return s
 }

@@ -37,7 +37,7 @@ Start a server with 'cvault serve'; every command's --help lists its flags.`,
 	root.AddCommand(newServeCmd(), newVersionCmd(), newBenchCmd(), newSimCmd(), newGuestCmd())
 	root.AddCommand(newTenantCmd(), newGroupCmd(), newAppCmd(), newSPCmd(), newIdentityCmd(), newRoleCmd())
 	root.AddCommand(newVaultCmd(), newKeyCmd(), newPolicyCmd(), newDemoCmd())
-	root.AddCommand(newVMCmd(), newDiskCmd(), newDESAdminCmd())
+	root.AddCommand(newVMCmd(), newDiskCmd(), newDESCmd())
 	return root
 }
 

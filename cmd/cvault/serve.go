@@ -6,8 +6,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -56,6 +59,9 @@ Several servers pointed at one PostgreSQL database serve the same tenants, vault
 			if cfg.AuthorityAliases, err = parseAliases(aliases); err != nil {
 				return err
 			}
+			if cfg.RotationHook, err = crashHook(os.Getenv(crashEnv)); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			a, err := app.New(ctx, cfg)
@@ -94,6 +100,7 @@ Several servers pointed at one PostgreSQL database serve the same tenants, vault
 	f.DurationVar(&cfg.DEKCacheTTL, "dek-cache-ttl", diskdata.DefaultDEKCacheTTL, "how long an unwrapped disk data key is reused; a customer's disabled key stops disk reads within this time (negative: no cache)")
 	f.StringSliceVar(&aliases, "authority-alias", nil, "map an attestation authority URL named in release policies (e.g. Azure's https://sharedeus.eus.attest.azure.net) to an attestation instance: URL=INSTANCE (repeatable)")
 	f.StringSliceVar(&cfg.TrustedAuthorities, "trusted-authority", nil, "external MAA-compatible attestation authority (issuer URL) whose tokens may release keys; keys via its OpenID metadata (repeatable)")
+	f.DurationVar(&cfg.JobLease, "job-lease", 15*time.Second, "lease of a server on a job (DES key rotation); another server takes a job over when its holder has not renewed it for this long")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.BoolVar(&logJSON, "log-json", false, "log as JSON lines instead of text")
 	return cmd
@@ -138,4 +145,28 @@ func newLogger(level string, json bool) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+}
+
+// crashEnv names a test-only fault injection (design §8): STEP:N kills the
+// server with SIGKILL when the N-th disk re-wrap reaches STEP
+// (compute.StepBeforeUnwrap, StepAfterWrap, StepAfterCommit).
+const crashEnv = "CVAULT_TEST_ROTATION_CRASH"
+
+func crashHook(spec string) (func(string), error) {
+	if spec == "" {
+		return nil, nil
+	}
+	step, nStr, ok := strings.Cut(spec, ":")
+	n, err := strconv.Atoi(nStr)
+	if !ok || err != nil || n < 1 {
+		return nil, fmt.Errorf("%s=%q: want STEP:N", crashEnv, spec)
+	}
+	var count atomic.Int64
+	return func(s string) {
+		if s == step && count.Add(1) == int64(n) {
+			p, _ := os.FindProcess(os.Getpid())
+			_ = p.Kill() // SIGKILL: nothing deferred runs, as with kill -9
+			select {}
+		}
+	}, nil
 }

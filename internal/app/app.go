@@ -92,6 +92,14 @@ type Config struct {
 	// metadata and keys (nil: system roots).
 	TrustedAuthorities []string
 	AuthorityClient    *http.Client
+	// JobLease is how long a server's lease on a job (a DES key rotation)
+	// lasts unrenewed before another server takes the job over (default 15 s).
+	JobLease time.Duration
+	// RotationHook is called at each step of a disk's re-wrap (crash tests).
+	RotationHook func(step string)
+	// AutoRotateEvery is the interval of automatic DES key rotation
+	// (rotationToLatestKeyVersionEnabled); default 1 minute.
+	AutoRotateEvery time.Duration
 }
 
 // App is a built server.
@@ -407,6 +415,7 @@ func (a *App) Serve(ctx context.Context) error {
 	go a.KeyVault.RunScheduler(ctx, time.Minute, func(err error) {
 		a.Config.Logger.Error("key vault scheduler", "err", err)
 	})
+	a.serveComputeJobs(ctx)
 	select {
 	case err := <-errc:
 		if errors.Is(err, net.ErrClosed) || errors.Is(err, http.ErrServerClosed) {

@@ -2,13 +2,17 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
+	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/cvault/cvault/internal/compute"
 	"github.com/cvault/cvault/internal/compute/blockstore"
 	"github.com/cvault/cvault/internal/compute/diskcrypt"
 	"github.com/cvault/cvault/internal/compute/diskdata"
+	"github.com/cvault/cvault/internal/jobs"
 	"github.com/cvault/cvault/internal/localdial"
 )
 
@@ -27,8 +31,16 @@ func (k *lateKeyring) Wrapper(ctx context.Context, diskID, keyID string) (diskcr
 // reaches customers' vaults and the token endpoint over HTTPS, trusting
 // cvault's CA, exactly as an outside client would.
 func (a *App) newCompute() (*compute.Service, error) {
+	host, _ := os.Hostname()
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	q, err := jobs.New(jobs.Config{Store: a.Store, Owner: fmt.Sprintf("%s/%d/%x", host, os.Getpid(), rnd), LeaseTTL: a.Config.JobLease, Now: a.Config.Now})
+	if err != nil {
+		return nil, err
+	}
 	svc, err := compute.New(compute.Config{Store: a.Store, ARM: a.ARM, Identity: a.Identity, DiskData: a.DiskData,
-		Authority: a.BaseURL.String(), HTTPClient: localdial.Client(a.CA.Pool()), Now: a.Config.Now})
+		Authority: a.BaseURL.String(), HTTPClient: localdial.Client(a.CA.Pool()), Now: a.Config.Now,
+		Jobs: q, RotationHook: a.Config.RotationHook})
 	if err != nil {
 		return nil, err
 	}
@@ -60,4 +72,23 @@ func (a *App) newDiskData(ctx context.Context) error {
 		return fmt.Errorf("disk data: %w", err)
 	}
 	return nil
+}
+
+// serveComputeJobs runs this server's share of DES key rotations (leased
+// jobs, taken over from dead servers) and the automatic rotation to the
+// latest key version, until ctx is done.
+func (a *App) serveComputeJobs(ctx context.Context) {
+	poll := a.Config.JobLease / 3
+	if poll <= 0 || poll > 2*time.Second {
+		poll = 2 * time.Second
+	}
+	every := a.Config.AutoRotateEvery
+	if every <= 0 {
+		every = time.Minute
+	}
+	logf := func(what string) func(error) {
+		return func(err error) { a.Config.Logger.Error(what, "err", err) }
+	}
+	go a.Compute.RunRotations(ctx, poll, logf("disk encryption set rotation"))
+	go a.Compute.RunAutoRotation(ctx, every, logf("disk encryption set automatic rotation"))
 }

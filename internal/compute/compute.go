@@ -41,6 +41,7 @@ import (
 	"github.com/cvault/cvault/internal/arm"
 	"github.com/cvault/cvault/internal/compute/diskdata"
 	"github.com/cvault/cvault/internal/identity"
+	"github.com/cvault/cvault/internal/jobs"
 	"github.com/cvault/cvault/internal/store"
 )
 
@@ -86,14 +87,23 @@ type Config struct {
 	Authority string
 	// HTTPClient reaches key vaults and the token endpoint over HTTPS.
 	HTTPClient *http.Client
-	Now        func() time.Time
-	Rand       io.Reader
+	// Jobs leases key rotations (nil: a queue of this process alone).
+	Jobs *jobs.Queue
+	// RotationWorkers bounds the disks re-wrapped at once (default 16).
+	RotationWorkers int
+	// RotationHook, when set, is called at each step of each disk's
+	// re-wrap (Step* constants): crash tests kill the process there.
+	RotationHook func(step string)
+	Now          func() time.Time
+	Rand         io.Reader
 }
 
 // Service is the compute resource provider.
 type Service struct {
 	cfg  Config
 	keys *keyAccess
+	// kick wakes this server's rotation runner when it starts a rotation.
+	kick chan struct{}
 }
 
 // New checks cfg and returns the service.
@@ -107,7 +117,19 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Reader
 	}
-	s := &Service{cfg: cfg}
+	if cfg.RotationWorkers <= 0 {
+		cfg.RotationWorkers = 16
+	}
+	s := &Service{cfg: cfg, kick: make(chan struct{}, 1)}
+	if s.cfg.Jobs == nil {
+		owner, err := s.newGUID()
+		if err != nil {
+			return nil, err
+		}
+		if s.cfg.Jobs, err = jobs.New(jobs.Config{Store: cfg.Store, Owner: "compute-" + owner, Now: cfg.Now}); err != nil {
+			return nil, err
+		}
+	}
 	s.keys = newKeyAccess(cfg.HTTPClient, strings.TrimRight(cfg.Authority, "/")+"/", s.miToken)
 	return s, nil
 }

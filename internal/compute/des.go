@@ -267,6 +267,26 @@ func (s *Service) storeDES(ctx context.Context, des DiskEncryptionSet, idIn *Res
 	if exists && des.Properties.EncryptionType == "" {
 		des.Properties.EncryptionType = old.Properties.EncryptionType
 	}
+	// Read-only properties are the server's, whatever the body says.
+	des.Properties.PreviousKeys, des.Properties.KeyRotation, des.Properties.LastKeyRotationTimestamp = nil, nil, nil
+	if exists {
+		des.Properties.PreviousKeys = old.Properties.PreviousKeys
+		des.Properties.KeyRotation = old.Properties.KeyRotation
+		des.Properties.LastKeyRotationTimestamp = old.Properties.LastKeyRotationTimestamp
+	}
+	keyChanged := !exists || old.Properties.ActiveKey == nil || des.Properties.ActiveKey == nil || old.Properties.ActiveKey.KeyURL != des.Properties.ActiveKey.KeyURL
+	// After a partial rotation, saving the old key again moves the disks
+	// already on the target back: that is a rotation too.
+	if kr := old.Properties.KeyRotation; exists && !keyChanged && kr != nil && kr.State == RotationFailed && des.Properties.ActiveKey != nil && !sameKeyURL(kr.TargetKey.KeyURL, des.Properties.ActiveKey.KeyURL) {
+		keyChanged = true
+	}
+	rotate := exists && keyChanged
+	if rotate {
+		// Refusals that need no key access come first: nothing is touched.
+		if err := s.checkRotationAllowed(ctx, s.cfg.Store, &des, true); err != nil {
+			return DiskEncryptionSet{}, false, err
+		}
+	}
 	ident, createdSystem, err := s.resolveIdentity(ctx, des.ID, idIn)
 	if err != nil {
 		return DiskEncryptionSet{}, false, err
@@ -281,13 +301,6 @@ func (s *Service) storeDES(ctx context.Context, des DiskEncryptionSet, idIn *Res
 	if err != nil {
 		cleanup()
 		return DiskEncryptionSet{}, false, err
-	}
-	keyChanged := !exists || old.Properties.ActiveKey == nil || old.Properties.ActiveKey.KeyURL != des.Properties.ActiveKey.KeyURL
-	if exists && keyChanged && des.Properties.ConfidentialRotation() {
-		if err := s.checkCVMsStopped(ctx, des.ID); err != nil {
-			cleanup()
-			return DiskEncryptionSet{}, false, err
-		}
 	}
 	principalChanged := !exists || old.Properties.FederatedClientID != des.Properties.FederatedClientID || !sameIdentity(old.Identity, des.Identity)
 	// A brand-new system-assigned identity cannot have been granted access
@@ -315,9 +328,12 @@ func (s *Service) storeDES(ctx context.Context, des DiskEncryptionSet, idIn *Res
 	if des.Properties.PreviousKeys == nil {
 		des.Properties.PreviousKeys = []KeyForDES{}
 	}
-	if exists && keyChanged {
-		now := s.now()
-		des.Properties.LastKeyRotationTimestamp = &now
+	var rot *rotationStart
+	if rotate {
+		if rot, err = s.prepareRotation(ctx, &des, old); err != nil {
+			cleanup()
+			return DiskEncryptionSet{}, false, err
+		}
 	}
 	err = s.cfg.Store.Update(ctx, func(tx store.Tx) error {
 		var cur DiskEncryptionSet
@@ -333,19 +349,34 @@ func (s *Service) storeDES(ctx context.Context, des DiskEncryptionSet, idIn *Res
 		case err != nil:
 			return err
 		}
+		if exists && !rotate && cur.Properties.KeyRotation != nil {
+			// A rotation's progress, written meanwhile, is kept.
+			des.Properties.KeyRotation, des.Properties.PreviousKeys = cur.Properties.KeyRotation, cur.Properties.PreviousKeys
+			des.Properties.LastKeyRotationTimestamp = cur.Properties.LastKeyRotationTimestamp
+			des.Properties.ActiveKey = cur.Properties.ActiveKey
+			if cur.Properties.KeyRotation.State == RotationInProgress {
+				des.Properties.ProvisioningState = StateUpdating
+			}
+		}
+		if rot != nil {
+			if err := s.putRotation(ctx, tx, &des, rot); err != nil {
+				return err
+			}
+		}
 		return putJSON(ctx, tx, KindDES, resKey(des.ID), des, v)
 	})
 	if err != nil {
 		cleanup()
+		if rot != nil {
+			s.abandonOperation(ctx, rot, err)
+		}
 		return DiskEncryptionSet{}, false, err
 	}
 	if exists && old.Identity != nil && old.Identity.PrincipalID != "" && (des.Identity == nil || des.Identity.PrincipalID == "") {
 		_, _ = s.cfg.Identity.DeleteSystemAssignedIdentity(ctx, des.ID)
 	}
-	if exists && keyChanged {
-		if err := s.rewrapDisks(ctx, des); err != nil {
-			return des, false, err
-		}
+	if rot != nil {
+		s.Kick()
 	}
 	return des, !exists, nil
 }
@@ -372,35 +403,6 @@ func sameIdentity(a, b *ResourceIdentity) bool {
 		}
 	}
 	return true
-}
-
-// rewrapDisks moves every disk of the DES to its new key version: the
-// write-ahead re-wrap (Pending), verified, then committed, disk by disk.
-// A failure leaves the remaining disks on their previous key, readable;
-// repeating the update finishes the job (seed 004's "repeat the update").
-func (s *Service) rewrapDisks(ctx context.Context, des DiskEncryptionSet) error {
-	disks, err := s.disksOfDES(ctx, des.ID)
-	if err != nil {
-		return err
-	}
-	for _, d := range disks {
-		if d.Properties.SecurityProfile != nil && d.Properties.SecurityProfile.SecurityType == SecurityCVMDiskCustomerKey {
-			// Confidential disks: the guest unwraps; re-wrap needs the
-			// old key released to the server, which never happens here.
-			continue
-		}
-		w, err := s.diskWrapper(ctx, &d, &des)
-		if err != nil {
-			return err
-		}
-		if _, err := s.cfg.DiskData.PrepareRewrap(ctx, d.Properties.UniqueID, w); err != nil {
-			return rewrapErr(err)
-		}
-		if err := s.cfg.DiskData.CommitRewrap(ctx, d.Properties.UniqueID, true); err != nil {
-			return rewrapErr(err)
-		}
-	}
-	return nil
 }
 
 func rewrapErr(err error) error {

@@ -101,6 +101,39 @@ type DESProperties struct {
 	LastKeyRotationTimestamp          *time.Time  `json:"lastKeyRotationTimestamp,omitempty"`
 	FederatedClientID                 string      `json:"federatedClientId,omitempty"`
 	ProvisioningState                 string      `json:"provisioningState,omitempty"`
+	// KeyRotation is cvault's read-only view of the last key rotation
+	// (Azure shows none): while it runs and after a partial one, which key
+	// it moves to and how many disks are still on previous keys. SDK
+	// clients ignore it.
+	KeyRotation *KeyRotation `json:"keyRotation,omitempty"`
+}
+
+// Key rotation states.
+const (
+	RotationInProgress = "InProgress"
+	RotationFailed     = "Failed"
+	RotationSucceeded  = "Succeeded"
+)
+
+// KeyRotation is the state of a DES's key rotation (see rotate.go).
+type KeyRotation struct {
+	State       string    `json:"state"`
+	TargetKey   KeyForDES `json:"targetKey"`
+	OperationID string    `json:"operationId,omitempty"`
+	DisksTotal  int       `json:"disksTotal"`
+	// DisksRotated are the disks wrapped by the target key.
+	DisksRotated int `json:"disksRotated"`
+	// DisksOnPreviousKeys names (up to 20) disks still on an older key.
+	DisksOnPreviousKeys []string   `json:"disksOnPreviousKeys,omitempty"`
+	Error               *OpError   `json:"error,omitempty"`
+	StartTime           time.Time  `json:"startTime"`
+	EndTime             *time.Time `json:"endTime,omitempty"`
+}
+
+// OpError is a failed rotation's error.
+type OpError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
 }
 
 // DESUpdate is a PATCH body (DiskEncryptionSetUpdate).

@@ -490,6 +490,13 @@ func (s *Service) Power(ctx context.Context, id, action string) error {
 		return err
 	}
 	var next string
+	starts := action == ActionStart || action == ActionRestart
+	if starts {
+		// Not while a disk's DES rotates (checked again in the update).
+		if err := s.checkNotRotating(ctx, s.cfg.Store, rec.VM.Name, rec.Disks); err != nil {
+			return err
+		}
+	}
 	switch action {
 	case ActionStart:
 		if err := s.unlockDisks(ctx, rec.Disks); err != nil {
@@ -514,7 +521,20 @@ func (s *Service) Power(ctx context.Context, id, action string) error {
 	default:
 		return fmt.Errorf("compute: unknown power action %q", action)
 	}
-	return s.updateVMRecord(ctx, id, func(r *vmRecord) error { r.PowerState = next; return nil })
+	return s.cfg.Store.Update(ctx, func(tx store.Tx) error {
+		var r vmRecord
+		v, err := getJSON(ctx, tx, KindVM, resKey(id), &r)
+		if err != nil {
+			return err
+		}
+		if starts {
+			if err := s.checkNotRotating(ctx, tx, r.VM.Name, r.Disks); err != nil {
+				return err
+			}
+		}
+		r.PowerState = next
+		return putJSON(ctx, tx, KindVM, resKey(id), r, v)
+	})
 }
 
 // PowerState returns a VM's power state.
@@ -615,21 +635,6 @@ func (s *Service) vmsOfDES(ctx context.Context, desID string) ([]vmRecord, error
 		}
 	}
 	return out, nil
-}
-
-// checkCVMsStopped refuses a confidential DES key change while any VM
-// using it runs (seed 004: all CVMs on the set must be stopped first).
-func (s *Service) checkCVMsStopped(ctx context.Context, desID string) error {
-	vms, err := s.vmsOfDES(ctx, desID)
-	if err != nil {
-		return err
-	}
-	for _, r := range vms {
-		if r.PowerState == PowerRunning {
-			return conflict("OperationNotAllowed", "The key of disk encryption set %s cannot change while confidential VM %s is running: stop (deallocate) every VM using the set first.", lastSegment(desID), r.VM.Name)
-		}
-	}
-	return nil
 }
 
 // checkVMNotRunning refuses disk export while its VM runs.

@@ -36,7 +36,7 @@ type Scenario struct {
 
 // Scenarios lists every scenario built so far.
 func Scenarios() []Scenario {
-	return []Scenario{skrScenario(), crossTenantScenario(), cvmDiskScenario()}
+	return []Scenario{skrScenario(), crossTenantScenario(), cvmDiskScenario(), rotateScenario()}
 }
 
 // ErrStep wraps a failed step.

@@ -67,6 +67,19 @@ func TestCrossTenantDemoBreak(t *testing.T) {
 	}
 }
 
+// TestRotateDemo runs seed 004 end to end: refused while a VM runs, the
+// rotation, a partial one and its retry.
+func TestRotateDemo(t *testing.T) {
+	var out bytes.Buffer
+	if err := Run(t.Context(), Config{Out: &out}, "rotate"); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if got := strings.Count(out.String(), " ok "); got != len(rotateSteps) {
+		t.Errorf("%d steps ok, want %d:\n%s", got, len(rotateSteps), out.String())
+	}
+	t.Log("\n" + out.String())
+}
+
 // TestCVMDiskDemo runs the confidential customer-key disk end to end: the
 // Orchestrator refusal, the guest's release and unwrap, ciphertext-only
 // beginGetAccess and its decryption in the guest.

@@ -50,6 +50,9 @@ type EnvOptions struct {
 	DataDir string
 	// Logs receives the server's log (nil: discarded).
 	Logs io.Writer
+	// RotationHook is called at each step of a disk's key re-wrap (the
+	// rotate scenario makes the vault refuse half-way with it).
+	RotationHook func(step string)
 }
 
 // StartEnv boots cvault in-process on 127.0.0.1 with a temporary data dir
@@ -79,7 +82,8 @@ func StartEnv(ctx context.Context, opts EnvOptions) (*Env, func(), error) {
 		return nil, nil, err
 	}
 	port := fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
-	a, err := app.New(ctx, app.Config{DataDir: dir, Listener: ln, URL: "https://localhost:" + port, Logger: logger, DEKCacheTTL: ttl})
+	a, err := app.New(ctx, app.Config{DataDir: dir, Listener: ln, URL: "https://localhost:" + port, Logger: logger, DEKCacheTTL: ttl,
+		RotationHook: opts.RotationHook})
 	if err != nil {
 		_ = ln.Close()
 		cleanup()

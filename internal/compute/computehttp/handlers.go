@@ -42,7 +42,25 @@ func (h *handlers) putDES(w http.ResponseWriter, r *http.Request) error {
 		in.Properties.ProvisioningState = compute.StateUpdating
 		return h.lro(w, r, in.Location, id.String(), http.StatusAccepted, in, err, false)
 	}
-	return h.lro(w, r, des.Location, des.ID, http.StatusAccepted, des, nil, false)
+	return h.desLRO(w, r, des)
+}
+
+// desLRO answers a DES write: a key rotation in progress is polled through
+// its own operation (the job updates it with done/total); anything else was
+// done within the request.
+func (h *handlers) desLRO(w http.ResponseWriter, r *http.Request, des compute.DiskEncryptionSet) error {
+	kr := des.Properties.KeyRotation
+	if kr == nil || kr.State != compute.RotationInProgress || kr.OperationID == "" {
+		return h.lro(w, r, des.Location, des.ID, http.StatusAccepted, des, nil, false)
+	}
+	op, err := h.arm.Operation(r.Context(), r.PathValue("subscriptionId"), kr.OperationID)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Azure-AsyncOperation", op.StatusURL(h.base, r.URL.Query().Get("api-version")))
+	w.Header().Set("Retry-After", "1")
+	azure.WriteJSON(w, http.StatusAccepted, des)
+	return nil
 }
 
 func (h *handlers) patchDES(w http.ResponseWriter, r *http.Request) error {
@@ -72,7 +90,7 @@ func (h *handlers) patchDES(w http.ResponseWriter, r *http.Request) error {
 		old.Properties.ProvisioningState = compute.StateUpdating
 		return h.lro(w, r, old.Location, old.ID, http.StatusAccepted, old, err, false)
 	}
-	return h.lro(w, r, des.Location, des.ID, http.StatusAccepted, des, nil, false)
+	return h.desLRO(w, r, des)
 }
 
 func (h *handlers) getDES(w http.ResponseWriter, r *http.Request) error {

@@ -342,13 +342,22 @@ func (s *Service) open(ctx context.Context, d record) (*diskcrypt.Disk, error) {
 // the result as Pending beside Current in one update. Reads keep using
 // Current. Calling it again replaces Pending.
 func (s *Service) PrepareRewrap(ctx context.Context, id string, to diskcrypt.Wrapper) (pendingKeyID string, err error) {
+	return s.PrepareRewrapFrom(ctx, id, nil, to)
+}
+
+// PrepareRewrapFrom is PrepareRewrap unwrapping Current with from (nil:
+// the keyring's Wrapper for it). A key rotation passes its own: the
+// keyring refuses to unwrap confidential-VM disks for reads, but their
+// rotation must unwrap (in memory, with every VM on the set stopped).
+func (s *Service) PrepareRewrapFrom(ctx context.Context, id string, from, to diskcrypt.Wrapper) (pendingKeyID string, err error) {
 	d, _, err := s.get(ctx, s.cfg.Store, id)
 	if err != nil {
 		return "", err
 	}
-	from, err := s.cfg.Keyring.Wrapper(ctx, id, d.Key.Current.KeyID)
-	if err != nil {
-		return "", fmt.Errorf("disk %s: %w: %w", id, ErrKeyUnavailable, err)
+	if from == nil {
+		if from, err = s.cfg.Keyring.Wrapper(ctx, id, d.Key.Current.KeyID); err != nil {
+			return "", fmt.Errorf("disk %s: %w: %w", id, ErrKeyUnavailable, err)
+		}
 	}
 	next, err := d.Key.Rewrap(ctx, from, to)
 	if err != nil {
@@ -371,6 +380,17 @@ func (s *Service) PrepareRewrap(ctx context.Context, id string, to diskcrypt.Wra
 // (after checking, when verify is set, that Pending opens to the same key
 // through the keyring). Without a pending wrap it is diskcrypt.ErrNoPending.
 func (s *Service) CommitRewrap(ctx context.Context, id string, verify bool) error {
+	return s.commitRewrap(ctx, id, verify, nil)
+}
+
+// CommitRewrapWith is CommitRewrap verifying Pending with w (nil: the
+// keyring's Wrapper), for the same reason as PrepareRewrapFrom.
+func (s *Service) CommitRewrapWith(ctx context.Context, id string, w diskcrypt.Wrapper) error {
+	return s.commitRewrap(ctx, id, true, w)
+}
+
+func (s *Service) commitRewrap(ctx context.Context, id string, verify bool, w diskcrypt.Wrapper) error {
+	var verified []byte
 	if verify {
 		d, _, err := s.get(ctx, s.cfg.Store, id)
 		if err != nil {
@@ -379,15 +399,20 @@ func (s *Service) CommitRewrap(ctx context.Context, id string, verify bool) erro
 		if d.Key.Pending == nil {
 			return fmt.Errorf("disk %s: %w", id, diskcrypt.ErrNoPending)
 		}
-		w, err := s.cfg.Keyring.Wrapper(ctx, id, d.Key.Pending.KeyID)
-		if err != nil {
-			return fmt.Errorf("disk %s: %w: %w", id, ErrKeyUnavailable, err)
+		if w == nil {
+			if w, err = s.cfg.Keyring.Wrapper(ctx, id, d.Key.Pending.KeyID); err != nil {
+				return fmt.Errorf("disk %s: %w: %w", id, ErrKeyUnavailable, err)
+			}
 		}
 		if err := d.Key.VerifyPending(ctx, w); err != nil {
 			return fmt.Errorf("disk %s: %w", id, err)
 		}
+		verified = d.Key.Pending.Wrapped
 	}
 	_, err := s.update(ctx, id, func(r *record) error {
+		if verified != nil && (r.Key.Pending == nil || string(r.Key.Pending.Wrapped) != string(verified)) {
+			return fmt.Errorf("disk %s: pending re-wrap replaced concurrently: %w", id, store.ErrConflict)
+		}
 		k, err := r.Key.Commit()
 		if err != nil {
 			return fmt.Errorf("disk %s: %w", id, err)
@@ -396,6 +421,21 @@ func (s *Service) CommitRewrap(ctx context.Context, id string, verify bool) erro
 		return nil
 	})
 	return err
+}
+
+// VerifyKey unwraps the disk's data key from Current with w, checks it
+// against the disk's check value and forgets it; it returns the key ID.
+func (s *Service) VerifyKey(ctx context.Context, id string, w diskcrypt.Wrapper) (string, error) {
+	d, _, err := s.get(ctx, s.cfg.Store, id)
+	if err != nil {
+		return "", err
+	}
+	dek, err := d.Key.Unwrap(ctx, w)
+	if err != nil {
+		return "", fmt.Errorf("disk %s: %w: %w", id, ErrKeyUnavailable, err)
+	}
+	clear(dek)
+	return d.Key.Current.KeyID, nil
 }
 
 // GrantAccess (beginGetAccess) returns a signed URL for the disk's data,
