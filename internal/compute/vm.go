@@ -616,27 +616,6 @@ func (s *Service) IssueVMIdentitySecret(ctx context.Context, id string) (string,
 	return s.cfg.Identity.IssueOwnerSecret(ctx, vm.ID, ids)
 }
 
-// vmsOfDES lists the VMs (records) of the DES's subscription with a disk on it.
-func (s *Service) vmsOfDES(ctx context.Context, desID string) ([]vmRecord, error) {
-	disks, err := s.disksOfDES(ctx, desID)
-	if err != nil {
-		return nil, err
-	}
-	seen := map[string]bool{}
-	var out []vmRecord
-	for _, d := range disks {
-		if d.ManagedBy == "" || seen[resKey(d.ManagedBy)] {
-			continue
-		}
-		seen[resKey(d.ManagedBy)] = true
-		var rec vmRecord
-		if _, err := getJSON(ctx, s.cfg.Store, KindVM, resKey(d.ManagedBy), &rec); err == nil {
-			out = append(out, rec)
-		}
-	}
-	return out, nil
-}
-
 // checkVMNotRunning refuses disk export while its VM runs.
 func (s *Service) checkVMNotRunning(ctx context.Context, vmID string) error {
 	st, err := s.PowerState(ctx, vmID)
