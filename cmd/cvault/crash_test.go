@@ -258,3 +258,24 @@ func crashAndCheck(t *testing.T, bin string, env []string) {
 	}
 	t.Logf("killed after %d acknowledged writes (%d acknowledged in all); %d records after restart", n, count, found)
 }
+
+// TestDemoBinary runs `cvault demo` from the built binary, as a newcomer
+// does: outside `go test`, libraries behave differently (azcore, for one,
+// refuses sub-second polling only outside tests), so the demos' own tests
+// are not enough.
+func TestDemoBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	cmd := exec.Command(cvaultBinary(t), "demo")
+	cmd.Dir = t.TempDir()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("cvault demo: %v\n%s", err, out)
+	}
+	for _, scenario := range []string{"skr", "cross-tenant", "cvm-disk", "rotate"} {
+		if !strings.Contains(string(out), "== "+scenario+": all ") {
+			t.Errorf("scenario %s did not report success:\n%s", scenario, out)
+		}
+	}
+}

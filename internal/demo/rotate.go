@@ -57,7 +57,7 @@ func (h *rotationHook) set(f func(string)) {
 	h.f.Store(&f)
 }
 
-var demoPoll = &runtime.PollUntilDoneOptions{Frequency: 200 * time.Millisecond}
+var demoPoll = &runtime.PollUntilDoneOptions{Frequency: time.Second} // azcore refuses less outside tests
 
 // Rotate replays seed 004: one confidential DES, three confidential VMs.
 func Rotate(ctx context.Context, env *Env, r *Runner, hook *rotationHook) error {
