@@ -84,22 +84,13 @@ func (h *handlers) begin(w http.ResponseWriter, r *http.Request, name string, op
 				"Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or role definitions were changed recently, please observe propagation time.\r\nCaller: %s\r\nAction: '%s'\r\nResource: '%s'\r\nAssignment: (not found)\r\nDenyAssignmentId: null\r\nDecisionReason: null \r\nVault: %s;location=%s\r\n",
 				callerOf(p), op.DataAction, strings.ToLower(scope), v.Name, v.Location).WithInner("ForbiddenByRbac").Wrap(err)
 		}
-	} else if err := authz.CheckAccessPolicy(accessPolicies(v), p, authz.PolicyPermission{Collection: authz.Keys, Name: op.Permission}); err != nil {
+	} else if err := authz.CheckAccessPolicy(v.Properties.AccessPolicies, p, authz.PolicyPermission{Collection: authz.Keys, Name: op.Permission}); err != nil {
 		return nil, azure.Errorf(http.StatusForbidden, azure.CodeForbidden,
 			"The user, group or application '%s' does not have keys %s permission on key vault '%s;location=%s'. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125287",
 			callerOf(p), op.Permission, v.Name, v.Location).WithInner("ForbiddenByPolicy").Wrap(err)
 	}
 	route.AddLogAttrs(ctx, slog.String("vault", v.Name), slog.String("key", name))
 	return v, nil
-}
-
-func accessPolicies(v *keyvault.Vault) []authz.AccessPolicy {
-	out := make([]authz.AccessPolicy, len(v.Properties.AccessPolicies))
-	for i, ap := range v.Properties.AccessPolicies {
-		out[i] = authz.AccessPolicy{TenantID: ap.TenantID, ObjectID: ap.ObjectID, ApplicationID: ap.ApplicationID,
-			Permissions: authz.Permissions(ap.Permissions)}
-	}
-	return out
 }
 
 // --- JSON shapes (SPEC74) ---

@@ -10,6 +10,7 @@ import (
 	"github.com/cvault/cvault/internal/arm"
 	"github.com/cvault/cvault/internal/arm/armhttp"
 	"github.com/cvault/cvault/internal/authn"
+	"github.com/cvault/cvault/internal/authz"
 	"github.com/cvault/cvault/internal/azure"
 	"github.com/cvault/cvault/internal/keyvault"
 	"github.com/cvault/cvault/internal/route"
@@ -55,35 +56,21 @@ type skuJSON struct {
 	Name   string `json:"name"`
 }
 
-type permissionsJSON struct {
-	Keys         []string `json:"keys,omitempty"`
-	Secrets      []string `json:"secrets,omitempty"`
-	Certificates []string `json:"certificates,omitempty"`
-	Storage      []string `json:"storage,omitempty"`
-}
-
-type accessPolicyJSON struct {
-	TenantID      string          `json:"tenantId"`
-	ObjectID      string          `json:"objectId"`
-	ApplicationID string          `json:"applicationId,omitempty"`
-	Permissions   permissionsJSON `json:"permissions"`
-}
-
 type vaultPropsJSON struct {
-	TenantID                     *string            `json:"tenantId,omitempty"`
-	SKU                          *skuJSON           `json:"sku,omitempty"`
-	AccessPolicies               []accessPolicyJSON `json:"accessPolicies"`
-	VaultURI                     string             `json:"vaultUri,omitempty"`
-	EnabledForDeployment         *bool              `json:"enabledForDeployment,omitempty"`
-	EnabledForDiskEncryption     *bool              `json:"enabledForDiskEncryption,omitempty"`
-	EnabledForTemplateDeployment *bool              `json:"enabledForTemplateDeployment,omitempty"`
-	EnableSoftDelete             *bool              `json:"enableSoftDelete,omitempty"`
-	SoftDeleteRetentionInDays    *int               `json:"softDeleteRetentionInDays,omitempty"`
-	EnableRBACAuthorization      *bool              `json:"enableRbacAuthorization,omitempty"`
-	CreateMode                   *string            `json:"createMode,omitempty"`
-	EnablePurgeProtection        *bool              `json:"enablePurgeProtection,omitempty"`
-	PublicNetworkAccess          *string            `json:"publicNetworkAccess,omitempty"`
-	ProvisioningState            string             `json:"provisioningState,omitempty"`
+	TenantID                     *string              `json:"tenantId,omitempty"`
+	SKU                          *skuJSON             `json:"sku,omitempty"`
+	AccessPolicies               []authz.AccessPolicy `json:"accessPolicies"`
+	VaultURI                     string               `json:"vaultUri,omitempty"`
+	EnabledForDeployment         *bool                `json:"enabledForDeployment,omitempty"`
+	EnabledForDiskEncryption     *bool                `json:"enabledForDiskEncryption,omitempty"`
+	EnabledForTemplateDeployment *bool                `json:"enabledForTemplateDeployment,omitempty"`
+	EnableSoftDelete             *bool                `json:"enableSoftDelete,omitempty"`
+	SoftDeleteRetentionInDays    *int                 `json:"softDeleteRetentionInDays,omitempty"`
+	EnableRBACAuthorization      *bool                `json:"enableRbacAuthorization,omitempty"`
+	CreateMode                   *string              `json:"createMode,omitempty"`
+	EnablePurgeProtection        *bool                `json:"enablePurgeProtection,omitempty"`
+	PublicNetworkAccess          *string              `json:"publicNetworkAccess,omitempty"`
+	ProvisioningState            string               `json:"provisioningState,omitempty"`
 }
 
 type vaultJSON struct {
@@ -99,10 +86,9 @@ func ptr[T any](v T) *T { return &v }
 
 func (h *handlers) vaultJSON(v *keyvault.Vault) vaultJSON {
 	p := v.Properties
-	aps := []accessPolicyJSON{}
-	for _, ap := range p.AccessPolicies {
-		aps = append(aps, accessPolicyJSON{TenantID: ap.TenantID, ObjectID: ap.ObjectID, ApplicationID: ap.ApplicationID,
-			Permissions: permissionsJSON(ap.Permissions)})
+	aps := p.AccessPolicies
+	if aps == nil {
+		aps = []authz.AccessPolicy{}
 	}
 	tags := v.Tags
 	if tags == nil {
@@ -174,7 +160,7 @@ func apply(v *keyvault.Vault, b *vaultJSON) error {
 		p.SKU = bp.SKU.Name
 	}
 	if bp.AccessPolicies != nil {
-		p.AccessPolicies = accessPoliciesIn(bp.AccessPolicies)
+		p.AccessPolicies = bp.AccessPolicies
 	}
 	set := func(dst *bool, src *bool) {
 		if src != nil {
@@ -196,15 +182,6 @@ func apply(v *keyvault.Vault, b *vaultJSON) error {
 		p.PublicNetworkAccess = *bp.PublicNetworkAccess
 	}
 	return nil
-}
-
-func accessPoliciesIn(in []accessPolicyJSON) []keyvault.AccessPolicy {
-	out := []keyvault.AccessPolicy{}
-	for _, ap := range in {
-		out = append(out, keyvault.AccessPolicy{TenantID: ap.TenantID, ObjectID: ap.ObjectID, ApplicationID: ap.ApplicationID,
-			Permissions: keyvault.Permissions(ap.Permissions)})
-	}
-	return out
 }
 
 func (h *handlers) putVault(w http.ResponseWriter, r *http.Request) error {
@@ -511,7 +488,7 @@ func (h *handlers) updateAccessPolicies(w http.ResponseWriter, r *http.Request) 
 	}
 	var b struct {
 		Properties struct {
-			AccessPolicies []accessPolicyJSON `json:"accessPolicies"`
+			AccessPolicies []authz.AccessPolicy `json:"accessPolicies"`
 		} `json:"properties"`
 	}
 	if err := azure.DecodeJSON(r, 0, azure.CodeInvalidRequestContent, false, &b); err != nil {
@@ -525,7 +502,7 @@ func (h *handlers) updateAccessPolicies(w http.ResponseWriter, r *http.Request) 
 		return h.notFound(r)
 	}
 	v := *prev
-	v.Properties.AccessPolicies = mergePolicies(prev.Properties.AccessPolicies, accessPoliciesIn(b.Properties.AccessPolicies), kind)
+	v.Properties.AccessPolicies = mergePolicies(prev.Properties.AccessPolicies, b.Properties.AccessPolicies, kind)
 	out, _, err := h.svc.PutVault(r.Context(), v, tenant)
 	if err != nil {
 		return mapARMErr(err)
@@ -541,9 +518,9 @@ func (h *handlers) updateAccessPolicies(w http.ResponseWriter, r *http.Request) 
 // mergePolicies applies an incremental access-policy edit: entries match
 // on tenant, object and application; add unions permissions, remove
 // subtracts them (dropping emptied entries), replace swaps the entry.
-func mergePolicies(cur, in []keyvault.AccessPolicy, kind string) []keyvault.AccessPolicy {
+func mergePolicies(cur, in []authz.AccessPolicy, kind string) []authz.AccessPolicy {
 	out := slices.Clone(cur)
-	same := func(a, b keyvault.AccessPolicy) bool {
+	same := func(a, b authz.AccessPolicy) bool {
 		return strings.EqualFold(a.TenantID, b.TenantID) && strings.EqualFold(a.ObjectID, b.ObjectID) && strings.EqualFold(a.ApplicationID, b.ApplicationID)
 	}
 	union := func(a, b []string) []string {
@@ -560,7 +537,7 @@ func mergePolicies(cur, in []keyvault.AccessPolicy, kind string) []keyvault.Acce
 		})
 	}
 	for _, ap := range in {
-		i := slices.IndexFunc(out, func(c keyvault.AccessPolicy) bool { return same(c, ap) })
+		i := slices.IndexFunc(out, func(c authz.AccessPolicy) bool { return same(c, ap) })
 		switch {
 		case i < 0 && kind != "remove":
 			out = append(out, ap)
@@ -577,7 +554,7 @@ func mergePolicies(cur, in []keyvault.AccessPolicy, kind string) []keyvault.Acce
 			p.Certificates, p.Storage = minus(p.Certificates, ap.Permissions.Certificates), minus(p.Storage, ap.Permissions.Storage)
 		}
 	}
-	return slices.DeleteFunc(out, func(ap keyvault.AccessPolicy) bool {
+	return slices.DeleteFunc(out, func(ap authz.AccessPolicy) bool {
 		p := ap.Permissions
 		return kind == "remove" && len(p.Keys)+len(p.Secrets)+len(p.Certificates)+len(p.Storage) == 0
 	})
