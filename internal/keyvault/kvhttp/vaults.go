@@ -139,6 +139,31 @@ func (h *handlers) existing(r *http.Request) (*keyvault.Vault, error) {
 	return v, err
 }
 
+// found returns the vault of the URL, or ARM's 404 when there is none.
+func (h *handlers) found(r *http.Request) (*keyvault.Vault, error) {
+	v, err := h.existing(r)
+	if err != nil {
+		return nil, mapARMErr(err)
+	}
+	if v == nil {
+		return nil, h.notFound(r)
+	}
+	return v, nil
+}
+
+// authorize checks the subscription (see subscription) and then the
+// caller's right to action over scope; it returns the subscription's tenant.
+func (h *handlers) authorize(r *http.Request, action, scope string) (string, error) {
+	tenant, err := h.subscription(r)
+	if err != nil {
+		return "", err
+	}
+	if err := armhttp.Authorize(r, h.az, action, scope); err != nil {
+		return "", err
+	}
+	return tenant, nil
+}
+
 // apply merges a PUT/PATCH body into v: fields the body leaves out keep
 // their values.
 func apply(v *keyvault.Vault, b *vaultJSON) error {
@@ -185,11 +210,8 @@ func apply(v *keyvault.Vault, b *vaultJSON) error {
 }
 
 func (h *handlers) putVault(w http.ResponseWriter, r *http.Request) error {
-	tenant, err := h.subscription(r)
+	tenant, err := h.authorize(r, actionVaultWrite, h.vaultID(r))
 	if err != nil {
-		return err
-	}
-	if err := armhttp.Authorize(r, h.az, actionVaultWrite, h.vaultID(r)); err != nil {
 		return err
 	}
 	var b vaultJSON
@@ -246,23 +268,17 @@ func (h *handlers) putVault(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handlers) patchVault(w http.ResponseWriter, r *http.Request) error {
-	tenant, err := h.subscription(r)
+	tenant, err := h.authorize(r, actionVaultWrite, h.vaultID(r))
 	if err != nil {
-		return err
-	}
-	if err := armhttp.Authorize(r, h.az, actionVaultWrite, h.vaultID(r)); err != nil {
 		return err
 	}
 	var b vaultJSON
 	if err := azure.DecodeJSON(r, 0, azure.CodeInvalidRequestContent, false, &b); err != nil {
 		return err
 	}
-	prev, err := h.existing(r)
+	prev, err := h.found(r)
 	if err != nil {
-		return mapARMErr(err)
-	}
-	if prev == nil {
-		return h.notFound(r)
+		return err
 	}
 	v := *prev
 	if err := apply(&v, &b); err != nil {
@@ -277,28 +293,19 @@ func (h *handlers) patchVault(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handlers) getVault(w http.ResponseWriter, r *http.Request) error {
-	if _, err := h.subscription(r); err != nil {
+	if _, err := h.authorize(r, actionVaultRead, h.vaultID(r)); err != nil {
 		return err
 	}
-	if err := armhttp.Authorize(r, h.az, actionVaultRead, h.vaultID(r)); err != nil {
-		return err
-	}
-	v, err := h.existing(r)
+	v, err := h.found(r)
 	if err != nil {
-		return mapARMErr(err)
-	}
-	if v == nil {
-		return h.notFound(r)
+		return err
 	}
 	azure.WriteJSON(w, http.StatusOK, h.vaultJSON(v))
 	return nil
 }
 
 func (h *handlers) deleteVault(w http.ResponseWriter, r *http.Request) error {
-	if _, err := h.subscription(r); err != nil {
-		return err
-	}
-	if err := armhttp.Authorize(r, h.az, actionVaultDelete, h.vaultID(r)); err != nil {
+	if _, err := h.authorize(r, actionVaultDelete, h.vaultID(r)); err != nil {
 		return err
 	}
 	err := h.svc.DeleteVault(r.Context(), r.PathValue("subscriptionId"), r.PathValue("resourceGroupName"), r.PathValue("vaultName"))
@@ -364,11 +371,8 @@ type checkNameResultJSON struct {
 
 // checkNameAvailability serves POST …/providers/Microsoft.KeyVault/checkNameAvailability.
 func (h *handlers) checkNameAvailability(w http.ResponseWriter, r *http.Request) error {
-	if _, err := h.subscription(r); err != nil {
-		return err
-	}
 	sub := r.PathValue("subscriptionId")
-	if err := armhttp.Authorize(r, h.az, actionCheckName, "/subscriptions/"+sub); err != nil {
+	if _, err := h.authorize(r, actionCheckName, "/subscriptions/"+sub); err != nil {
 		return err
 	}
 	var b checkNameJSON
@@ -422,11 +426,8 @@ func deletedJSON(v *keyvault.Vault) deletedVaultJSON {
 }
 
 func (h *handlers) listDeletedVaults(w http.ResponseWriter, r *http.Request) error {
-	if _, err := h.subscription(r); err != nil {
-		return err
-	}
 	sub := r.PathValue("subscriptionId")
-	if err := armhttp.Authorize(r, h.az, actionDeletedVaultRead, "/subscriptions/"+sub); err != nil {
+	if _, err := h.authorize(r, actionDeletedVaultRead, "/subscriptions/"+sub); err != nil {
 		return err
 	}
 	vs, err := h.svc.DeletedVaults(r.Context(), sub)
@@ -442,11 +443,8 @@ func (h *handlers) listDeletedVaults(w http.ResponseWriter, r *http.Request) err
 }
 
 func (h *handlers) getDeletedVault(w http.ResponseWriter, r *http.Request) error {
-	if _, err := h.subscription(r); err != nil {
-		return err
-	}
 	sub := r.PathValue("subscriptionId")
-	if err := armhttp.Authorize(r, h.az, actionDeletedVaultRead, "/subscriptions/"+sub); err != nil {
+	if _, err := h.authorize(r, actionDeletedVaultRead, "/subscriptions/"+sub); err != nil {
 		return err
 	}
 	v, err := h.svc.DeletedVault(r.Context(), sub, r.PathValue("location"), r.PathValue("vaultName"))
@@ -458,11 +456,8 @@ func (h *handlers) getDeletedVault(w http.ResponseWriter, r *http.Request) error
 }
 
 func (h *handlers) purgeDeletedVault(w http.ResponseWriter, r *http.Request) error {
-	if _, err := h.subscription(r); err != nil {
-		return err
-	}
 	sub := r.PathValue("subscriptionId")
-	if err := armhttp.Authorize(r, h.az, actionPurge, "/subscriptions/"+sub+"/providers/Microsoft.KeyVault/locations/"+r.PathValue("location")); err != nil {
+	if _, err := h.authorize(r, actionPurge, "/subscriptions/"+sub+"/providers/Microsoft.KeyVault/locations/"+r.PathValue("location")); err != nil {
 		return err
 	}
 	if err := h.svc.PurgeVault(r.Context(), sub, r.PathValue("location"), r.PathValue("vaultName")); err != nil {
@@ -475,11 +470,8 @@ func (h *handlers) purgeDeletedVault(w http.ResponseWriter, r *http.Request) err
 
 // updateAccessPolicies serves PUT …/accessPolicies/{add|replace|remove}.
 func (h *handlers) updateAccessPolicies(w http.ResponseWriter, r *http.Request) error {
-	tenant, err := h.subscription(r)
+	tenant, err := h.authorize(r, actionAccessPolicyWrite, h.vaultID(r))
 	if err != nil {
-		return err
-	}
-	if err := armhttp.Authorize(r, h.az, actionAccessPolicyWrite, h.vaultID(r)); err != nil {
 		return err
 	}
 	kind := strings.ToLower(r.PathValue("operationKind"))
@@ -494,12 +486,9 @@ func (h *handlers) updateAccessPolicies(w http.ResponseWriter, r *http.Request) 
 	if err := azure.DecodeJSON(r, 0, azure.CodeInvalidRequestContent, false, &b); err != nil {
 		return err
 	}
-	prev, err := h.existing(r)
+	prev, err := h.found(r)
 	if err != nil {
-		return mapARMErr(err)
-	}
-	if prev == nil {
-		return h.notFound(r)
+		return err
 	}
 	v := *prev
 	v.Properties.AccessPolicies = mergePolicies(prev.Properties.AccessPolicies, b.Properties.AccessPolicies, kind)
