@@ -389,18 +389,7 @@ func (s *Service) addVersion(ctx context.Context, vault *Vault, name string, v *
 var errRotatedMeanwhile = errors.New("keyvault: key rotated meanwhile")
 
 func getKeyRecord(ctx context.Context, r store.Reader, kk string) (*keyRecord, int64, error) {
-	rec, err := r.Get(ctx, KindKey, kk)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, 0, ErrKeyNotFound
-	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("key %s: %w", kk, err)
-	}
-	kr := new(keyRecord)
-	if err := json.Unmarshal(rec.Value, kr); err != nil {
-		return nil, 0, fmt.Errorf("key %s: %w", kk, err)
-	}
-	return kr, rec.Version, nil
+	return getRecord[keyRecord](ctx, r, KindKey, kk, "key")
 }
 
 func putKeyRecord(ctx context.Context, tx store.Tx, kk string, kr *keyRecord, ver int64) error {
@@ -413,16 +402,22 @@ func putKeyRecord(ctx context.Context, tx store.Tx, kk string, kr *keyRecord, ve
 }
 
 func getVersion(ctx context.Context, r store.Reader, key string) (*Version, int64, error) {
-	rec, err := r.Get(ctx, KindKeyVersion, key)
+	return getRecord[Version](ctx, r, KindKeyVersion, key, "key version")
+}
+
+// getRecord reads and decodes the record of kind at key (what names it in
+// errors); a missing record is ErrKeyNotFound.
+func getRecord[T any](ctx context.Context, r store.Reader, kind, key, what string) (*T, int64, error) {
+	rec, err := r.Get(ctx, kind, key)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, 0, ErrKeyNotFound
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("key version %s: %w", key, err)
+		return nil, 0, fmt.Errorf("%s %s: %w", what, key, err)
 	}
-	v := new(Version)
+	v := new(T)
 	if err := json.Unmarshal(rec.Value, v); err != nil {
-		return nil, 0, fmt.Errorf("key version %s: %w", key, err)
+		return nil, 0, fmt.Errorf("%s %s: %w", what, key, err)
 	}
 	return v, rec.Version, nil
 }

@@ -26,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cvault/cvault/internal/authz"
 	"github.com/cvault/cvault/internal/barrier"
 	"github.com/cvault/cvault/internal/store"
 )
@@ -92,33 +93,16 @@ type Vault struct {
 
 // VaultProperties are the vault's ARM properties.
 type VaultProperties struct {
-	TenantID                     string         `json:"tenantId"`
-	SKU                          string         `json:"sku"` // standard | premium
-	AccessPolicies               []AccessPolicy `json:"accessPolicies"`
-	EnabledForDeployment         bool           `json:"enabledForDeployment"`
-	EnabledForDiskEncryption     bool           `json:"enabledForDiskEncryption"`
-	EnabledForTemplateDeployment bool           `json:"enabledForTemplateDeployment"`
-	EnableRBACAuthorization      bool           `json:"enableRbacAuthorization"`
-	SoftDeleteRetentionInDays    int            `json:"softDeleteRetentionInDays"`
-	EnablePurgeProtection        bool           `json:"enablePurgeProtection"`
-	PublicNetworkAccess          string         `json:"publicNetworkAccess,omitempty"`
-}
-
-// AccessPolicy grants an identity of the vault's tenant permissions on
-// the vault's data (the access-policy permission model).
-type AccessPolicy struct {
-	TenantID      string      `json:"tenantId"`
-	ObjectID      string      `json:"objectId"`
-	ApplicationID string      `json:"applicationId,omitempty"`
-	Permissions   Permissions `json:"permissions"`
-}
-
-// Permissions of an access policy, per object kind.
-type Permissions struct {
-	Keys         []string `json:"keys,omitempty"`
-	Secrets      []string `json:"secrets,omitempty"`
-	Certificates []string `json:"certificates,omitempty"`
-	Storage      []string `json:"storage,omitempty"`
+	TenantID                     string               `json:"tenantId"`
+	SKU                          string               `json:"sku"` // standard | premium
+	AccessPolicies               []authz.AccessPolicy `json:"accessPolicies"`
+	EnabledForDeployment         bool                 `json:"enabledForDeployment"`
+	EnabledForDiskEncryption     bool                 `json:"enabledForDiskEncryption"`
+	EnabledForTemplateDeployment bool                 `json:"enabledForTemplateDeployment"`
+	EnableRBACAuthorization      bool                 `json:"enableRbacAuthorization"`
+	SoftDeleteRetentionInDays    int                  `json:"softDeleteRetentionInDays"`
+	EnablePurgeProtection        bool                 `json:"enablePurgeProtection"`
+	PublicNetworkAccess          string               `json:"publicNetworkAccess,omitempty"`
 }
 
 // Deletion records when something was soft-deleted and when it is purged.
@@ -326,7 +310,7 @@ func (s *Service) PutVault(ctx context.Context, v Vault, tenant string) (_ Vault
 			}
 		}
 		if out.Properties.AccessPolicies == nil {
-			out.Properties.AccessPolicies = []AccessPolicy{}
+			out.Properties.AccessPolicies = []authz.AccessPolicy{}
 		}
 		out.Updated = s.nowUTC()
 		b, err := json.Marshal(out)

@@ -100,6 +100,36 @@ func identityID(r *http.Request) string {
 	return identity.IdentityResourceID(r.PathValue("subscriptionId"), r.PathValue("resourceGroupName"), r.PathValue("identityName"))
 }
 
+func ficID(r *http.Request) string {
+	return identityID(r) + "/federatedIdentityCredentials/" + r.PathValue("ficName")
+}
+
+// userAssignedIdentity reads the identity named in the URL.
+func (h *handler) userAssignedIdentity(r *http.Request) (identity.UserAssignedIdentity, error) {
+	mi, err := h.svc.GetUserAssignedIdentity(r.Context(), r.PathValue("subscriptionId"), r.PathValue("resourceGroupName"), r.PathValue("identityName"))
+	return mi, armError(err)
+}
+
+// writePut answers a PUT as ARM does: 201 when it created v, 200 when it
+// replaced it.
+func writePut(w http.ResponseWriter, created bool, v any) {
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	azure.WriteJSON(w, status, v)
+}
+
+// writeDeleted answers a DELETE as ARM does: 200 when something was
+// deleted, 204 when there was nothing.
+func writeDeleted(w http.ResponseWriter, existed bool) {
+	if existed {
+		w.WriteHeader(http.StatusOK)
+	} else {
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
 func (h *handler) listIdentities(w http.ResponseWriter, r *http.Request) error {
 	scope := "/subscriptions/" + r.PathValue("subscriptionId")
 	if rg := r.PathValue("resourceGroupName"); rg != "" {
@@ -135,11 +165,7 @@ func (h *handler) putIdentity(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return armError(err)
 	}
-	status := http.StatusOK
-	if created {
-		status = http.StatusCreated
-	}
-	azure.WriteJSON(w, status, toARM(mi))
+	writePut(w, created, toARM(mi))
 	return nil
 }
 
@@ -153,9 +179,9 @@ func (h *handler) patchIdentity(w http.ResponseWriter, r *http.Request) error {
 	if err := azure.DecodeJSON(r, 0, azure.CodeInvalidRequestContent, true, &body); err != nil {
 		return err
 	}
-	cur, err := h.svc.GetUserAssignedIdentity(r.Context(), r.PathValue("subscriptionId"), r.PathValue("resourceGroupName"), r.PathValue("identityName"))
+	cur, err := h.userAssignedIdentity(r)
 	if err != nil {
-		return armError(err)
+		return err
 	}
 	if body.Tags != nil {
 		cur.Tags = body.Tags
@@ -172,9 +198,9 @@ func (h *handler) getIdentity(w http.ResponseWriter, r *http.Request) error {
 	if _, err := h.authorize(r, actionRead, identityID(r)); err != nil {
 		return err
 	}
-	mi, err := h.svc.GetUserAssignedIdentity(r.Context(), r.PathValue("subscriptionId"), r.PathValue("resourceGroupName"), r.PathValue("identityName"))
+	mi, err := h.userAssignedIdentity(r)
 	if err != nil {
-		return armError(err)
+		return err
 	}
 	azure.WriteJSON(w, http.StatusOK, toARM(mi))
 	return nil
@@ -188,11 +214,7 @@ func (h *handler) deleteIdentity(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return armError(err)
 	}
-	if existed {
-		w.WriteHeader(http.StatusOK)
-	} else {
-		w.WriteHeader(http.StatusNoContent)
-	}
+	writeDeleted(w, existed)
 	return nil
 }
 
@@ -216,9 +238,9 @@ func (h *handler) listIdentityFICs(w http.ResponseWriter, r *http.Request) error
 	if _, err := h.authorize(r, actionFICRead, identityID(r)); err != nil {
 		return err
 	}
-	mi, err := h.svc.GetUserAssignedIdentity(r.Context(), r.PathValue("subscriptionId"), r.PathValue("resourceGroupName"), r.PathValue("identityName"))
+	mi, err := h.userAssignedIdentity(r)
 	if err != nil {
-		return armError(err)
+		return err
 	}
 	out := azure.Page[armFIC]{Value: []armFIC{}}
 	for _, f := range mi.FederatedCredentials {
@@ -229,8 +251,7 @@ func (h *handler) listIdentityFICs(w http.ResponseWriter, r *http.Request) error
 }
 
 func (h *handler) putIdentityFIC(w http.ResponseWriter, r *http.Request) error {
-	scope := identityID(r) + "/federatedIdentityCredentials/" + r.PathValue("ficName")
-	if _, err := h.authorize(r, actionFICWrite, scope); err != nil {
+	if _, err := h.authorize(r, actionFICWrite, ficID(r)); err != nil {
 		return err
 	}
 	var body struct {
@@ -249,22 +270,17 @@ func (h *handler) putIdentityFIC(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return armError(err)
 	}
-	status := http.StatusOK
-	if created {
-		status = http.StatusCreated
-	}
-	azure.WriteJSON(w, status, toARMFIC(identityID(r), out))
+	writePut(w, created, toARMFIC(identityID(r), out))
 	return nil
 }
 
 func (h *handler) getIdentityFIC(w http.ResponseWriter, r *http.Request) error {
-	scope := identityID(r) + "/federatedIdentityCredentials/" + r.PathValue("ficName")
-	if _, err := h.authorize(r, actionFICRead, scope); err != nil {
+	if _, err := h.authorize(r, actionFICRead, ficID(r)); err != nil {
 		return err
 	}
-	mi, err := h.svc.GetUserAssignedIdentity(r.Context(), r.PathValue("subscriptionId"), r.PathValue("resourceGroupName"), r.PathValue("identityName"))
+	mi, err := h.userAssignedIdentity(r)
 	if err != nil {
-		return armError(err)
+		return err
 	}
 	for _, f := range mi.FederatedCredentials {
 		if strings.EqualFold(f.Name, r.PathValue("ficName")) {
@@ -276,18 +292,13 @@ func (h *handler) getIdentityFIC(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) deleteIdentityFIC(w http.ResponseWriter, r *http.Request) error {
-	scope := identityID(r) + "/federatedIdentityCredentials/" + r.PathValue("ficName")
-	if _, err := h.authorize(r, actionFICDelete, scope); err != nil {
+	if _, err := h.authorize(r, actionFICDelete, ficID(r)); err != nil {
 		return err
 	}
 	existed, err := h.svc.DeleteIdentityFederatedCredential(r.Context(), r.PathValue("subscriptionId"), r.PathValue("resourceGroupName"), r.PathValue("identityName"), r.PathValue("ficName"))
 	if err != nil {
 		return armError(err)
 	}
-	if existed {
-		w.WriteHeader(http.StatusOK)
-	} else {
-		w.WriteHeader(http.StatusNoContent)
-	}
+	writeDeleted(w, existed)
 	return nil
 }

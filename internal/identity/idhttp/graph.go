@@ -1,11 +1,13 @@
 package idhttp
 
 import (
+	"context"
 	"net/http"
 	"regexp"
 	"strings"
 	"time"
 
+	"github.com/cvault/cvault/internal/authn"
 	"github.com/cvault/cvault/internal/azure"
 	"github.com/cvault/cvault/internal/identity"
 )
@@ -68,61 +70,86 @@ func toGraphSP(sp identity.ServicePrincipal) graphServicePrincipal {
 		AppOwnerOrganizationID: sp.AppOwnerTenantID, ServicePrincipalType: sp.Type, AlternativeNames: alt, AccountEnabled: true}
 }
 
-func (h *handler) organization(w http.ResponseWriter, r *http.Request) error {
+// serveGraph is the shape the Graph handlers share: the caller's
+// principal, call's work, and status with what reply makes of the result.
+// call's errors map to Graph's codes (an *azure.Error, such as a decode
+// error, passes unchanged).
+func serveGraph[T, R any](w http.ResponseWriter, r *http.Request, status int,
+	call func(ctx context.Context, p *authn.Principal) (T, error), reply func(T) R) error {
 	p, err := principal(r)
 	if err != nil {
 		return err
 	}
-	t, err := h.svc.GetTenant(r.Context(), p.TenantID)
+	v, err := call(r.Context(), p)
 	if err != nil {
 		return graphError(err)
 	}
-	azure.WriteJSON(w, http.StatusOK, graphList[map[string]any]{Value: []map[string]any{
-		{"id": t.ID, "displayName": t.DisplayName, "createdDateTime": t.Created},
-	}})
+	azure.WriteJSON(w, status, reply(v))
 	return nil
+}
+
+// deleteGraph is serveGraph for the calls that answer 204 No Content.
+func deleteGraph(w http.ResponseWriter, r *http.Request, call func(ctx context.Context, p *authn.Principal) error) error {
+	p, err := principal(r)
+	if err != nil {
+		return err
+	}
+	if err := call(r.Context(), p); err != nil {
+		return graphError(err)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func asIs[T any](v T) T { return v }
+
+func (h *handler) organization(w http.ResponseWriter, r *http.Request) error {
+	return serveGraph(w, r, http.StatusOK, func(ctx context.Context, p *authn.Principal) (identity.Tenant, error) {
+		return h.svc.GetTenant(ctx, p.TenantID)
+	}, func(t identity.Tenant) graphList[map[string]any] {
+		return graphList[map[string]any]{Value: []map[string]any{
+			{"id": t.ID, "displayName": t.DisplayName, "createdDateTime": t.Created},
+		}}
+	})
 }
 
 // createTenant is cvault's own extension: a new tenant and its
 // administrator's credentials, shown once.
 func (h *handler) createTenant(w http.ResponseWriter, r *http.Request) error {
-	p, err := principal(r)
-	if err != nil {
-		return err
-	}
-	var body struct {
-		DisplayName string `json:"displayName"`
-	}
-	if err := azure.DecodeJSON(r, 0, "Request_BadRequest", false, &body); err != nil {
-		return err
-	}
-	t, creds, err := h.svc.CreateTenant(r.Context(), p, body.DisplayName)
-	if err != nil {
-		return graphError(err)
-	}
-	azure.WriteJSON(w, http.StatusCreated, map[string]any{"id": t.ID, "displayName": t.DisplayName,
-		"createdDateTime": t.Created, "admin": creds})
-	return nil
+	return serveGraph(w, r, http.StatusCreated, func(ctx context.Context, p *authn.Principal) (map[string]any, error) {
+		var body struct {
+			DisplayName string `json:"displayName"`
+		}
+		if err := azure.DecodeJSON(r, 0, "Request_BadRequest", false, &body); err != nil {
+			return nil, err
+		}
+		t, creds, err := h.svc.CreateTenant(ctx, p, body.DisplayName)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"id": t.ID, "displayName": t.DisplayName, "createdDateTime": t.Created, "admin": creds}, nil
+	}, asIs)
 }
 
 func (h *handler) listApplications(w http.ResponseWriter, r *http.Request) error {
-	p, err := principal(r)
-	if err != nil {
-		return err
-	}
-	apps, err := h.svc.ListApplications(r.Context(), p.TenantID)
-	if err != nil {
-		return graphError(err)
-	}
-	out := graphList[graphApplication]{Value: []graphApplication{}}
+	return serveGraph(w, r, http.StatusOK, func(ctx context.Context, p *authn.Principal) ([]identity.Application, error) {
+		return h.svc.ListApplications(ctx, p.TenantID)
+	}, func(apps []identity.Application) graphList[graphApplication] {
+		return byAppID(r, apps, func(a identity.Application) string { return a.AppID }, toGraphApp)
+	})
+}
+
+// byAppID converts the items whose appId the request's $filter names (all
+// of them without a filter).
+func byAppID[T, G any](r *http.Request, items []T, appID func(T) string, conv func(T) G) graphList[G] {
+	out := graphList[G]{Value: []G{}}
 	filter := appIDFilter(r)
-	for _, a := range apps {
-		if filter == "" || strings.EqualFold(filter, a.AppID) {
-			out.Value = append(out.Value, toGraphApp(a))
+	for _, it := range items {
+		if filter == "" || strings.EqualFold(filter, appID(it)) {
+			out.Value = append(out.Value, conv(it))
 		}
 	}
-	azure.WriteJSON(w, http.StatusOK, out)
-	return nil
+	return out
 }
 
 var appIDFilterRE = regexp.MustCompile(`^\s*appId\s+eq\s+'([0-9a-fA-F-]{36})'\s*$`)
@@ -136,215 +163,136 @@ func appIDFilter(r *http.Request) string {
 }
 
 func (h *handler) createApplication(w http.ResponseWriter, r *http.Request) error {
-	p, err := principal(r)
-	if err != nil {
-		return err
-	}
-	var body struct {
-		DisplayName    string `json:"displayName"`
-		SignInAudience string `json:"signInAudience"`
-	}
-	if err := azure.DecodeJSON(r, 0, "Request_BadRequest", false, &body); err != nil {
-		return err
-	}
-	a, err := h.svc.CreateApplication(r.Context(), p, body.DisplayName, body.SignInAudience)
-	if err != nil {
-		return graphError(err)
-	}
-	azure.WriteJSON(w, http.StatusCreated, toGraphApp(a))
-	return nil
+	return serveGraph(w, r, http.StatusCreated, func(ctx context.Context, p *authn.Principal) (identity.Application, error) {
+		var body struct {
+			DisplayName    string `json:"displayName"`
+			SignInAudience string `json:"signInAudience"`
+		}
+		if err := azure.DecodeJSON(r, 0, "Request_BadRequest", false, &body); err != nil {
+			return identity.Application{}, err
+		}
+		return h.svc.CreateApplication(ctx, p, body.DisplayName, body.SignInAudience)
+	}, toGraphApp)
 }
 
 func (h *handler) getApplication(w http.ResponseWriter, r *http.Request) error {
-	p, err := principal(r)
-	if err != nil {
-		return err
+	return serveGraph(w, r, http.StatusOK, h.application(r), toGraphApp)
+}
+
+// application reads the application named in the URL, in the caller's tenant.
+func (h *handler) application(r *http.Request) func(ctx context.Context, p *authn.Principal) (identity.Application, error) {
+	return func(ctx context.Context, p *authn.Principal) (identity.Application, error) {
+		return h.svc.GetApplication(ctx, p.TenantID, r.PathValue("id"))
 	}
-	a, err := h.svc.GetApplication(r.Context(), p.TenantID, r.PathValue("id"))
-	if err != nil {
-		return graphError(err)
-	}
-	azure.WriteJSON(w, http.StatusOK, toGraphApp(a))
-	return nil
 }
 
 func (h *handler) deleteApplication(w http.ResponseWriter, r *http.Request) error {
-	p, err := principal(r)
-	if err != nil {
-		return err
-	}
-	if err := h.svc.DeleteApplication(r.Context(), p, r.PathValue("id")); err != nil {
-		return graphError(err)
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return deleteGraph(w, r, func(ctx context.Context, p *authn.Principal) error {
+		return h.svc.DeleteApplication(ctx, p, r.PathValue("id"))
+	})
 }
 
 func (h *handler) addPassword(w http.ResponseWriter, r *http.Request) error {
-	p, err := principal(r)
-	if err != nil {
-		return err
-	}
-	var body struct {
-		PasswordCredential struct {
-			DisplayName string    `json:"displayName"`
-			EndDateTime time.Time `json:"endDateTime"`
-		} `json:"passwordCredential"`
-	}
-	if err := azure.DecodeJSON(r, 0, "Request_BadRequest", true, &body); err != nil {
-		return err
-	}
-	pc, secret, err := h.svc.AddPassword(r.Context(), p, r.PathValue("id"), body.PasswordCredential.DisplayName, body.PasswordCredential.EndDateTime)
-	if err != nil {
-		return graphError(err)
-	}
-	azure.WriteJSON(w, http.StatusOK, toGraphPassword(pc, &secret))
-	return nil
+	return serveGraph(w, r, http.StatusOK, func(ctx context.Context, p *authn.Principal) (graphPasswordCredential, error) {
+		var body struct {
+			PasswordCredential struct {
+				DisplayName string    `json:"displayName"`
+				EndDateTime time.Time `json:"endDateTime"`
+			} `json:"passwordCredential"`
+		}
+		if err := azure.DecodeJSON(r, 0, "Request_BadRequest", true, &body); err != nil {
+			return graphPasswordCredential{}, err
+		}
+		pc, secret, err := h.svc.AddPassword(ctx, p, r.PathValue("id"), body.PasswordCredential.DisplayName, body.PasswordCredential.EndDateTime)
+		if err != nil {
+			return graphPasswordCredential{}, err
+		}
+		return toGraphPassword(pc, &secret), nil
+	}, asIs)
 }
 
 func (h *handler) removePassword(w http.ResponseWriter, r *http.Request) error {
-	p, err := principal(r)
-	if err != nil {
-		return err
-	}
-	var body struct {
-		KeyID string `json:"keyId"`
-	}
-	if err := azure.DecodeJSON(r, 0, "Request_BadRequest", false, &body); err != nil {
-		return err
-	}
-	if err := h.svc.RemovePassword(r.Context(), p, r.PathValue("id"), body.KeyID); err != nil {
-		return graphError(err)
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return deleteGraph(w, r, func(ctx context.Context, p *authn.Principal) error {
+		var body struct {
+			KeyID string `json:"keyId"`
+		}
+		if err := azure.DecodeJSON(r, 0, "Request_BadRequest", false, &body); err != nil {
+			return err
+		}
+		return h.svc.RemovePassword(ctx, p, r.PathValue("id"), body.KeyID)
+	})
 }
 
 func (h *handler) listAppFICs(w http.ResponseWriter, r *http.Request) error {
-	p, err := principal(r)
-	if err != nil {
-		return err
-	}
-	a, err := h.svc.GetApplication(r.Context(), p.TenantID, r.PathValue("id"))
-	if err != nil {
-		return graphError(err)
-	}
-	out := graphList[identity.FederatedCredential]{Value: a.FederatedCredentials}
-	if out.Value == nil {
-		out.Value = []identity.FederatedCredential{}
-	}
-	azure.WriteJSON(w, http.StatusOK, out)
-	return nil
+	return serveGraph(w, r, http.StatusOK, h.application(r), func(a identity.Application) graphList[identity.FederatedCredential] {
+		out := graphList[identity.FederatedCredential]{Value: a.FederatedCredentials}
+		if out.Value == nil {
+			out.Value = []identity.FederatedCredential{}
+		}
+		return out
+	})
 }
 
 func (h *handler) createAppFIC(w http.ResponseWriter, r *http.Request) error {
-	p, err := principal(r)
-	if err != nil {
-		return err
-	}
-	var f identity.FederatedCredential
-	if err := azure.DecodeJSON(r, 0, "Request_BadRequest", false, &f); err != nil {
-		return err
-	}
-	out, err := h.svc.AddFederatedCredential(r.Context(), p, r.PathValue("id"), f)
-	if err != nil {
-		return graphError(err)
-	}
-	azure.WriteJSON(w, http.StatusCreated, out)
-	return nil
+	return serveGraph(w, r, http.StatusCreated, func(ctx context.Context, p *authn.Principal) (identity.FederatedCredential, error) {
+		var f identity.FederatedCredential
+		if err := azure.DecodeJSON(r, 0, "Request_BadRequest", false, &f); err != nil {
+			return f, err
+		}
+		return h.svc.AddFederatedCredential(ctx, p, r.PathValue("id"), f)
+	}, asIs)
 }
 
 func (h *handler) getAppFIC(w http.ResponseWriter, r *http.Request) error {
-	p, err := principal(r)
-	if err != nil {
-		return err
-	}
-	a, err := h.svc.GetApplication(r.Context(), p.TenantID, r.PathValue("id"))
-	if err != nil {
-		return graphError(err)
-	}
-	for _, f := range a.FederatedCredentials {
-		if strings.EqualFold(f.ID, r.PathValue("fic")) || strings.EqualFold(f.Name, r.PathValue("fic")) {
-			azure.WriteJSON(w, http.StatusOK, f)
-			return nil
+	return serveGraph(w, r, http.StatusOK, func(ctx context.Context, p *authn.Principal) (identity.FederatedCredential, error) {
+		a, err := h.application(r)(ctx, p)
+		if err != nil {
+			return identity.FederatedCredential{}, err
 		}
-	}
-	return graphError(identity.ErrNotFound)
+		for _, f := range a.FederatedCredentials {
+			if strings.EqualFold(f.ID, r.PathValue("fic")) || strings.EqualFold(f.Name, r.PathValue("fic")) {
+				return f, nil
+			}
+		}
+		return identity.FederatedCredential{}, identity.ErrNotFound
+	}, asIs)
 }
 
 func (h *handler) deleteAppFIC(w http.ResponseWriter, r *http.Request) error {
-	p, err := principal(r)
-	if err != nil {
-		return err
-	}
-	if err := h.svc.DeleteFederatedCredential(r.Context(), p, r.PathValue("id"), r.PathValue("fic")); err != nil {
-		return graphError(err)
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return deleteGraph(w, r, func(ctx context.Context, p *authn.Principal) error {
+		return h.svc.DeleteFederatedCredential(ctx, p, r.PathValue("id"), r.PathValue("fic"))
+	})
 }
 
 func (h *handler) listServicePrincipals(w http.ResponseWriter, r *http.Request) error {
-	p, err := principal(r)
-	if err != nil {
-		return err
-	}
-	sps, err := h.svc.ListServicePrincipals(r.Context(), p.TenantID)
-	if err != nil {
-		return graphError(err)
-	}
-	out := graphList[graphServicePrincipal]{Value: []graphServicePrincipal{}}
-	filter := appIDFilter(r)
-	for _, sp := range sps {
-		if filter == "" || strings.EqualFold(filter, sp.AppID) {
-			out.Value = append(out.Value, toGraphSP(sp))
-		}
-	}
-	azure.WriteJSON(w, http.StatusOK, out)
-	return nil
+	return serveGraph(w, r, http.StatusOK, func(ctx context.Context, p *authn.Principal) ([]identity.ServicePrincipal, error) {
+		return h.svc.ListServicePrincipals(ctx, p.TenantID)
+	}, func(sps []identity.ServicePrincipal) graphList[graphServicePrincipal] {
+		return byAppID(r, sps, func(sp identity.ServicePrincipal) string { return sp.AppID }, toGraphSP)
+	})
 }
 
 // createServicePrincipal is consent: the app's instance in the caller's tenant.
 func (h *handler) createServicePrincipal(w http.ResponseWriter, r *http.Request) error {
-	p, err := principal(r)
-	if err != nil {
-		return err
-	}
-	var body struct {
-		AppID string `json:"appId"`
-	}
-	if err := azure.DecodeJSON(r, 0, "Request_BadRequest", false, &body); err != nil {
-		return err
-	}
-	sp, err := h.svc.CreateServicePrincipal(r.Context(), p, body.AppID)
-	if err != nil {
-		return graphError(err)
-	}
-	azure.WriteJSON(w, http.StatusCreated, toGraphSP(sp))
-	return nil
+	return serveGraph(w, r, http.StatusCreated, func(ctx context.Context, p *authn.Principal) (identity.ServicePrincipal, error) {
+		var body struct {
+			AppID string `json:"appId"`
+		}
+		if err := azure.DecodeJSON(r, 0, "Request_BadRequest", false, &body); err != nil {
+			return identity.ServicePrincipal{}, err
+		}
+		return h.svc.CreateServicePrincipal(ctx, p, body.AppID)
+	}, toGraphSP)
 }
 
 func (h *handler) getServicePrincipal(w http.ResponseWriter, r *http.Request) error {
-	p, err := principal(r)
-	if err != nil {
-		return err
-	}
-	sp, err := h.svc.GetServicePrincipal(r.Context(), p.TenantID, r.PathValue("id"))
-	if err != nil {
-		return graphError(err)
-	}
-	azure.WriteJSON(w, http.StatusOK, toGraphSP(sp))
-	return nil
+	return serveGraph(w, r, http.StatusOK, func(ctx context.Context, p *authn.Principal) (identity.ServicePrincipal, error) {
+		return h.svc.GetServicePrincipal(ctx, p.TenantID, r.PathValue("id"))
+	}, toGraphSP)
 }
 
 func (h *handler) deleteServicePrincipal(w http.ResponseWriter, r *http.Request) error {
-	p, err := principal(r)
-	if err != nil {
-		return err
-	}
-	if err := h.svc.DeleteServicePrincipal(r.Context(), p, r.PathValue("id")); err != nil {
-		return graphError(err)
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return deleteGraph(w, r, func(ctx context.Context, p *authn.Principal) error {
+		return h.svc.DeleteServicePrincipal(ctx, p, r.PathValue("id"))
+	})
 }

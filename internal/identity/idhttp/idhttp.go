@@ -98,44 +98,51 @@ func principal(r *http.Request) (*authn.Principal, error) {
 	return p, nil
 }
 
-// graphError maps service errors to Graph's codes.
-func graphError(err error) error {
-	var ae *azure.Error
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &ae):
-		return err
-	case errors.Is(err, identity.ErrNotFound):
-		return azure.Errorf(http.StatusNotFound, "Request_ResourceNotFound", "Resource does not exist or one of its queried reference-property objects are not present.").Wrap(err)
-	case errors.Is(err, identity.ErrForbidden):
-		return azure.Errorf(http.StatusForbidden, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.").Wrap(err)
-	case errors.Is(err, identity.ErrConflict):
-		return azure.Errorf(http.StatusConflict, "Request_MultipleObjectsWithSameKeyValue", "%s", trimSentinel(err)).Wrap(err)
-	case errors.Is(err, identity.ErrInvalid):
-		return azure.Errorf(http.StatusBadRequest, "Request_BadRequest", "%s", trimSentinel(err)).Wrap(err)
-	}
-	return err
+// errCode is how one service sentinel answers on the wire.
+type errCode struct {
+	sentinel error
+	status   int
+	code     string
+	message  string // "" shows the detail after the sentinel's text
 }
 
+var graphCodes = []errCode{
+	{identity.ErrNotFound, http.StatusNotFound, "Request_ResourceNotFound", "Resource does not exist or one of its queried reference-property objects are not present."},
+	{identity.ErrForbidden, http.StatusForbidden, "Authorization_RequestDenied", "Insufficient privileges to complete the operation."},
+	{identity.ErrConflict, http.StatusConflict, "Request_MultipleObjectsWithSameKeyValue", ""},
+	{identity.ErrInvalid, http.StatusBadRequest, "Request_BadRequest", ""},
+}
+
+// armCodes is in match order: the more specific not-found sentinels first.
+var armCodes = []errCode{
+	{identity.ErrSubscriptionNotFound, http.StatusNotFound, azure.CodeSubscriptionNotFound, "The subscription could not be found."},
+	{identity.ErrResourceGroupNotFound, http.StatusNotFound, azure.CodeResourceGroupNotFound, "The resource group could not be found."},
+	{identity.ErrNotFound, http.StatusNotFound, azure.CodeResourceNotFound, "The Resource was not found."},
+	{identity.ErrConflict, http.StatusConflict, azure.CodeConflict, ""},
+	{identity.ErrInvalid, http.StatusBadRequest, azure.CodeBadRequest, ""},
+}
+
+// graphError maps service errors to Graph's codes.
+func graphError(err error) error { return mapError(err, graphCodes) }
+
 // armError maps service errors to ARM's codes.
-func armError(err error) error {
+func armError(err error) error { return mapError(err, armCodes) }
+
+// mapError answers err with the first code whose sentinel it matches; an
+// *azure.Error, nil or an unmatched error passes unchanged.
+func mapError(err error, codes []errCode) error {
 	var ae *azure.Error
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &ae):
+	if err == nil || errors.As(err, &ae) {
 		return err
-	case errors.Is(err, identity.ErrSubscriptionNotFound):
-		return azure.Errorf(http.StatusNotFound, azure.CodeSubscriptionNotFound, "The subscription could not be found.").Wrap(err)
-	case errors.Is(err, identity.ErrResourceGroupNotFound):
-		return azure.Errorf(http.StatusNotFound, azure.CodeResourceGroupNotFound, "The resource group could not be found.").Wrap(err)
-	case errors.Is(err, identity.ErrNotFound):
-		return azure.Errorf(http.StatusNotFound, azure.CodeResourceNotFound, "The Resource was not found.").Wrap(err)
-	case errors.Is(err, identity.ErrConflict):
-		return azure.Errorf(http.StatusConflict, azure.CodeConflict, "%s", trimSentinel(err)).Wrap(err)
-	case errors.Is(err, identity.ErrInvalid):
-		return azure.Errorf(http.StatusBadRequest, azure.CodeBadRequest, "%s", trimSentinel(err)).Wrap(err)
+	}
+	for _, c := range codes {
+		if errors.Is(err, c.sentinel) {
+			msg := c.message
+			if msg == "" {
+				msg = trimSentinel(err)
+			}
+			return azure.Errorf(c.status, c.code, "%s", msg).Wrap(err)
+		}
 	}
 	return err
 }

@@ -1,6 +1,7 @@
 package kvhttp
 
 import (
+	"context"
 	"crypto/rand"
 	"fmt"
 	"log/slog"
@@ -84,22 +85,13 @@ func (h *handlers) begin(w http.ResponseWriter, r *http.Request, name string, op
 				"Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or role definitions were changed recently, please observe propagation time.\r\nCaller: %s\r\nAction: '%s'\r\nResource: '%s'\r\nAssignment: (not found)\r\nDenyAssignmentId: null\r\nDecisionReason: null \r\nVault: %s;location=%s\r\n",
 				callerOf(p), op.DataAction, strings.ToLower(scope), v.Name, v.Location).WithInner("ForbiddenByRbac").Wrap(err)
 		}
-	} else if err := authz.CheckAccessPolicy(accessPolicies(v), p, authz.PolicyPermission{Collection: authz.Keys, Name: op.Permission}); err != nil {
+	} else if err := authz.CheckAccessPolicy(v.Properties.AccessPolicies, p, authz.PolicyPermission{Collection: authz.Keys, Name: op.Permission}); err != nil {
 		return nil, azure.Errorf(http.StatusForbidden, azure.CodeForbidden,
 			"The user, group or application '%s' does not have keys %s permission on key vault '%s;location=%s'. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125287",
 			callerOf(p), op.Permission, v.Name, v.Location).WithInner("ForbiddenByPolicy").Wrap(err)
 	}
 	route.AddLogAttrs(ctx, slog.String("vault", v.Name), slog.String("key", name))
 	return v, nil
-}
-
-func accessPolicies(v *keyvault.Vault) []authz.AccessPolicy {
-	out := make([]authz.AccessPolicy, len(v.Properties.AccessPolicies))
-	for i, ap := range v.Properties.AccessPolicies {
-		out[i] = authz.AccessPolicy{TenantID: ap.TenantID, ObjectID: ap.ObjectID, ApplicationID: ap.ApplicationID,
-			Permissions: authz.Permissions(ap.Permissions)}
-	}
-	return out
 }
 
 // --- JSON shapes (SPEC74) ---
@@ -210,37 +202,32 @@ func (a *attributesJSON) parts() (enabled *bool, nbf, exp *int64, exportable *bo
 }
 
 func (h *handlers) createKey(w http.ResponseWriter, r *http.Request) error {
-	name := r.PathValue("name")
-	vault, err := h.begin(w, r, name, keyvault.OpCreate)
-	if err != nil {
-		return err
-	}
-	var b createBody
-	if err := decode(r, &b); err != nil {
-		return err
-	}
-	if b.KeyType == "" {
-		return azure.Errorf(http.StatusBadRequest, azure.CodeBadParameter, "The key type (kty) is required.")
-	}
-	p := keyvault.CreateParams{KeyType: b.KeyType, Curve: b.Curve, KeyOps: b.KeyOps, Tags: b.Tags,
-		ReleasePolicy: policyIn(b.ReleasePolicy), APIVersion: r.URL.Query().Get("api-version")}
-	if b.KeySize != nil {
-		p.Size = *b.KeySize
-		if p.Size == 0 {
-			return azure.Errorf(http.StatusBadRequest, azure.CodeBadParameter, "The key size 0 is not supported.")
+	return serveKey(h, w, r, keyvault.OpCreate, func(ctx context.Context, vault *keyvault.Vault, name string) (*keyvault.Version, error) {
+		var b createBody
+		if err := decode(r, &b); err != nil {
+			return nil, err
 		}
-	}
-	if b.PublicExponent != nil {
-		p.PublicExponent = *b.PublicExponent
-	}
-	p.Enabled, p.NotBefore, p.Expires, p.Exportable = b.Attributes.parts()
-	v, err := h.svc.CreateKey(r.Context(), vault, name, p)
-	if err != nil {
-		return mapErr(err)
-	}
-	route.AddLogAttrs(r.Context(), slog.String("version", v.Version))
-	azure.WriteJSON(w, http.StatusOK, h.bundle(vault, v))
-	return nil
+		if b.KeyType == "" {
+			return nil, azure.Errorf(http.StatusBadRequest, azure.CodeBadParameter, "The key type (kty) is required.")
+		}
+		p := keyvault.CreateParams{KeyType: b.KeyType, Curve: b.Curve, KeyOps: b.KeyOps, Tags: b.Tags,
+			ReleasePolicy: policyIn(b.ReleasePolicy), APIVersion: r.URL.Query().Get("api-version")}
+		if b.KeySize != nil {
+			p.Size = *b.KeySize
+			if p.Size == 0 {
+				return nil, azure.Errorf(http.StatusBadRequest, azure.CodeBadParameter, "The key size 0 is not supported.")
+			}
+		}
+		if b.PublicExponent != nil {
+			p.PublicExponent = *b.PublicExponent
+		}
+		p.Enabled, p.NotBefore, p.Expires, p.Exportable = b.Attributes.parts()
+		v, err := h.svc.CreateKey(ctx, vault, name, p)
+		if err == nil {
+			route.AddLogAttrs(ctx, slog.String("version", v.Version))
+		}
+		return v, err
+	}, h.bundle)
 }
 
 type importBody struct {
@@ -252,44 +239,28 @@ type importBody struct {
 }
 
 func (h *handlers) importKey(w http.ResponseWriter, r *http.Request) error {
-	name := r.PathValue("name")
-	vault, err := h.begin(w, r, name, keyvault.OpImport)
-	if err != nil {
-		return err
-	}
-	var b importBody
-	if err := decode(r, &b); err != nil {
-		return err
-	}
-	if b.Key == nil {
-		return azure.Errorf(http.StatusBadRequest, azure.CodeBadParameter, "The key to import (key) is required.")
-	}
-	if jwk.Family(b.Key.KeyType) == "" {
-		return azure.Errorf(http.StatusBadRequest, azure.CodeBadParameter, "The key type '%s' is not supported.", b.Key.KeyType)
-	}
-	p := keyvault.ImportParams{Key: b.Key, HSM: b.HSM != nil && *b.HSM, Tags: b.Tags, ReleasePolicy: policyIn(b.ReleasePolicy),
-		APIVersion: r.URL.Query().Get("api-version")}
-	p.Enabled, p.NotBefore, p.Expires, p.Exportable = b.Attributes.parts()
-	v, err := h.svc.ImportKey(r.Context(), vault, name, p)
-	if err != nil {
-		return mapErr(err)
-	}
-	azure.WriteJSON(w, http.StatusOK, h.bundle(vault, v))
-	return nil
+	return serveKey(h, w, r, keyvault.OpImport, func(ctx context.Context, vault *keyvault.Vault, name string) (*keyvault.Version, error) {
+		var b importBody
+		if err := decode(r, &b); err != nil {
+			return nil, err
+		}
+		if b.Key == nil {
+			return nil, azure.Errorf(http.StatusBadRequest, azure.CodeBadParameter, "The key to import (key) is required.")
+		}
+		if jwk.Family(b.Key.KeyType) == "" {
+			return nil, azure.Errorf(http.StatusBadRequest, azure.CodeBadParameter, "The key type '%s' is not supported.", b.Key.KeyType)
+		}
+		p := keyvault.ImportParams{Key: b.Key, HSM: b.HSM != nil && *b.HSM, Tags: b.Tags, ReleasePolicy: policyIn(b.ReleasePolicy),
+			APIVersion: r.URL.Query().Get("api-version")}
+		p.Enabled, p.NotBefore, p.Expires, p.Exportable = b.Attributes.parts()
+		return h.svc.ImportKey(ctx, vault, name, p)
+	}, h.bundle)
 }
 
 func (h *handlers) getKey(w http.ResponseWriter, r *http.Request) error {
-	name := r.PathValue("name")
-	vault, err := h.begin(w, r, name, keyvault.OpGet)
-	if err != nil {
-		return err
-	}
-	v, err := h.svc.Key(r.Context(), vault, name, r.PathValue("version"))
-	if err != nil {
-		return mapErr(err)
-	}
-	azure.WriteJSON(w, http.StatusOK, h.bundle(vault, v))
-	return nil
+	return serveKey(h, w, r, keyvault.OpGet, func(ctx context.Context, vault *keyvault.Vault, name string) (*keyvault.Version, error) {
+		return h.svc.Key(ctx, vault, name, r.PathValue("version"))
+	}, h.bundle)
 }
 
 type updateBody struct {
@@ -300,38 +271,44 @@ type updateBody struct {
 }
 
 func (h *handlers) updateKey(w http.ResponseWriter, r *http.Request) error {
-	name := r.PathValue("name")
-	vault, err := h.begin(w, r, name, keyvault.OpUpdate)
-	if err != nil {
-		return err
-	}
-	var b updateBody
-	if err := decode(r, &b); err != nil {
-		return err
-	}
-	p := keyvault.UpdateParams{KeyOps: b.KeyOps, Tags: b.Tags, ReleasePolicy: policyIn(b.ReleasePolicy)}
-	p.Enabled, p.NotBefore, p.Expires, p.Exportable = b.Attributes.parts()
-	v, err := h.svc.UpdateKey(r.Context(), vault, name, r.PathValue("version"), p)
-	if err != nil {
-		return mapErr(err)
-	}
-	azure.WriteJSON(w, http.StatusOK, h.bundle(vault, v))
-	return nil
+	return serveKey(h, w, r, keyvault.OpUpdate, func(ctx context.Context, vault *keyvault.Vault, name string) (*keyvault.Version, error) {
+		var b updateBody
+		if err := decode(r, &b); err != nil {
+			return nil, err
+		}
+		p := keyvault.UpdateParams{KeyOps: b.KeyOps, Tags: b.Tags, ReleasePolicy: policyIn(b.ReleasePolicy)}
+		p.Enabled, p.NotBefore, p.Expires, p.Exportable = b.Attributes.parts()
+		return h.svc.UpdateKey(ctx, vault, name, r.PathValue("version"), p)
+	}, h.bundle)
 }
 
 func (h *handlers) deleteKey(w http.ResponseWriter, r *http.Request) error {
+	return serveKey(h, w, r, keyvault.OpDelete, h.svc.DeleteKey, h.deletedBundle)
+}
+
+// deletedBundle is a deleted key's bundle: the key with its recovery id and dates.
+func (h *handlers) deletedBundle(vault *keyvault.Vault, d *keyvault.DeletedKey) keyBundleJSON {
+	out := h.bundle(vault, d.Version)
+	out.RecoveryID, out.DeletedDate, out.ScheduledPurgeDate = h.deletedFields(vault, d.Name, d.Deletion)
+	return out
+}
+
+// serveKey is the shape most key handlers share: authorize op on the key
+// named in the URL, let call do the work, and answer 200 with what reply
+// makes of its result. call's errors go through mapErr (which passes an
+// *azure.Error, such as a decode error, unchanged).
+func serveKey[T, R any](h *handlers, w http.ResponseWriter, r *http.Request, op keyvault.Operation,
+	call func(ctx context.Context, vault *keyvault.Vault, name string) (T, error), reply func(*keyvault.Vault, T) R) error {
 	name := r.PathValue("name")
-	vault, err := h.begin(w, r, name, keyvault.OpDelete)
+	vault, err := h.begin(w, r, name, op)
 	if err != nil {
 		return err
 	}
-	d, err := h.svc.DeleteKey(r.Context(), vault, name)
+	t, err := call(r.Context(), vault, name)
 	if err != nil {
 		return mapErr(err)
 	}
-	out := h.bundle(vault, d.Version)
-	out.RecoveryID, out.DeletedDate, out.ScheduledPurgeDate = h.deletedFields(vault, d.Name, d.Deletion)
-	azure.WriteJSON(w, http.StatusOK, out)
+	azure.WriteJSON(w, http.StatusOK, reply(vault, t))
 	return nil
 }
 
@@ -359,11 +336,7 @@ func (h *handlers) list(w http.ResponseWriter, r *http.Request, deleted bool) er
 	if err != nil {
 		return err
 	}
-	limit, err := azure.PageSize(r, "maxresults", 25, 25)
-	if err != nil {
-		return err
-	}
-	after, err := azure.SkipToken(r)
+	limit, after, err := keyPage(r)
 	if err != nil {
 		return err
 	}
@@ -387,17 +360,25 @@ func (h *handlers) list(w http.ResponseWriter, r *http.Request, deleted bool) er
 	return nil
 }
 
+// keyPage reads a key list's maxresults (25 at most and by default) and
+// its $skiptoken.
+func keyPage(r *http.Request) (limit int, after string, err error) {
+	if limit, err = azure.PageSize(r, "maxresults", 25, 25); err != nil {
+		return 0, "", err
+	}
+	if after, err = azure.SkipToken(r); err != nil {
+		return 0, "", err
+	}
+	return limit, after, nil
+}
+
 func (h *handlers) listVersions(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
 	vault, err := h.begin(w, r, name, keyvault.OpList)
 	if err != nil {
 		return err
 	}
-	limit, err := azure.PageSize(r, "maxresults", 25, 25)
-	if err != nil {
-		return err
-	}
-	after, err := azure.SkipToken(r)
+	limit, after, err := keyPage(r)
 	if err != nil {
 		return err
 	}
@@ -414,33 +395,11 @@ func (h *handlers) listVersions(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handlers) getDeletedKey(w http.ResponseWriter, r *http.Request) error {
-	name := r.PathValue("name")
-	vault, err := h.begin(w, r, name, keyvault.OpGetDeleted)
-	if err != nil {
-		return err
-	}
-	d, err := h.svc.DeletedKey(r.Context(), vault, name)
-	if err != nil {
-		return mapErr(err)
-	}
-	out := h.bundle(vault, d.Version)
-	out.RecoveryID, out.DeletedDate, out.ScheduledPurgeDate = h.deletedFields(vault, d.Name, d.Deletion)
-	azure.WriteJSON(w, http.StatusOK, out)
-	return nil
+	return serveKey(h, w, r, keyvault.OpGetDeleted, h.svc.DeletedKey, h.deletedBundle)
 }
 
 func (h *handlers) recoverDeletedKey(w http.ResponseWriter, r *http.Request) error {
-	name := r.PathValue("name")
-	vault, err := h.begin(w, r, name, keyvault.OpRecover)
-	if err != nil {
-		return err
-	}
-	v, err := h.svc.RecoverKey(r.Context(), vault, name)
-	if err != nil {
-		return mapErr(err)
-	}
-	azure.WriteJSON(w, http.StatusOK, h.bundle(vault, v))
-	return nil
+	return serveKey(h, w, r, keyvault.OpRecover, h.svc.RecoverKey, h.bundle)
 }
 
 func (h *handlers) purgeDeletedKey(w http.ResponseWriter, r *http.Request) error {
@@ -457,17 +416,7 @@ func (h *handlers) purgeDeletedKey(w http.ResponseWriter, r *http.Request) error
 }
 
 func (h *handlers) rotateKey(w http.ResponseWriter, r *http.Request) error {
-	name := r.PathValue("name")
-	vault, err := h.begin(w, r, name, keyvault.OpRotate)
-	if err != nil {
-		return err
-	}
-	v, err := h.svc.RotateKey(r.Context(), vault, name)
-	if err != nil {
-		return mapErr(err)
-	}
-	azure.WriteJSON(w, http.StatusOK, h.bundle(vault, v))
-	return nil
+	return serveKey(h, w, r, keyvault.OpRotate, h.svc.RotateKey, h.bundle)
 }
 
 type rotationPolicyJSON struct {
@@ -509,43 +458,32 @@ func (h *handlers) policyJSON(vault *keyvault.Vault, name string, p keyvault.Rot
 }
 
 func (h *handlers) getRotationPolicy(w http.ResponseWriter, r *http.Request) error {
-	name := r.PathValue("name")
-	vault, err := h.begin(w, r, name, keyvault.OpGetRotationPolicy)
-	if err != nil {
-		return err
+	return serveKey(h, w, r, keyvault.OpGetRotationPolicy, h.svc.RotationPolicy, h.rotationPolicyReply(r))
+}
+
+// rotationPolicyReply renders the rotation policy of the key named in r's URL.
+func (h *handlers) rotationPolicyReply(r *http.Request) func(*keyvault.Vault, keyvault.RotationPolicy) rotationPolicyJSON {
+	return func(vault *keyvault.Vault, p keyvault.RotationPolicy) rotationPolicyJSON {
+		return h.policyJSON(vault, r.PathValue("name"), p)
 	}
-	p, err := h.svc.RotationPolicy(r.Context(), vault, name)
-	if err != nil {
-		return mapErr(err)
-	}
-	azure.WriteJSON(w, http.StatusOK, h.policyJSON(vault, name, p))
-	return nil
 }
 
 func (h *handlers) putRotationPolicy(w http.ResponseWriter, r *http.Request) error {
-	name := r.PathValue("name")
-	vault, err := h.begin(w, r, name, keyvault.OpSetRotationPolicy)
-	if err != nil {
-		return err
-	}
-	var b rotationPolicyJSON
-	if err := decode(r, &b); err != nil {
-		return err
-	}
-	var p keyvault.RotationPolicy
-	for _, la := range b.LifetimeActions {
-		p.LifetimeActions = append(p.LifetimeActions, keyvault.LifetimeAction{TimeAfterCreate: la.Trigger.TimeAfterCreate,
-			TimeBeforeExpiry: la.Trigger.TimeBeforeExpiry, Action: la.Action.Type})
-	}
-	if b.Attributes != nil {
-		p.ExpiryTime = b.Attributes.ExpiryTime
-	}
-	p, err = h.svc.SetRotationPolicy(r.Context(), vault, name, p)
-	if err != nil {
-		return mapErr(err)
-	}
-	azure.WriteJSON(w, http.StatusOK, h.policyJSON(vault, name, p))
-	return nil
+	return serveKey(h, w, r, keyvault.OpSetRotationPolicy, func(ctx context.Context, vault *keyvault.Vault, name string) (keyvault.RotationPolicy, error) {
+		var b rotationPolicyJSON
+		if err := decode(r, &b); err != nil {
+			return keyvault.RotationPolicy{}, err
+		}
+		var p keyvault.RotationPolicy
+		for _, la := range b.LifetimeActions {
+			p.LifetimeActions = append(p.LifetimeActions, keyvault.LifetimeAction{TimeAfterCreate: la.Trigger.TimeAfterCreate,
+				TimeBeforeExpiry: la.Trigger.TimeBeforeExpiry, Action: la.Action.Type})
+		}
+		if b.Attributes != nil {
+			p.ExpiryTime = b.Attributes.ExpiryTime
+		}
+		return h.svc.SetRotationPolicy(ctx, vault, name, p)
+	}, h.rotationPolicyReply(r))
 }
 
 type opBody struct {

@@ -56,7 +56,7 @@ func newFakeEnv(t *testing.T) *fakeEnv {
 	tk["policy"] = &authn.Principal{TenantID: ten, ObjectID: oidPolicy}
 	tk["foreign"] = &authn.Principal{TenantID: otherTen, ObjectID: oidOfficer}
 	kv := e.srv.App.KeyVault
-	mk := func(name, sku string, rbac bool, aps []keyvault.AccessPolicy) *keyvault.Vault {
+	mk := func(name, sku string, rbac bool, aps []authz.AccessPolicy) *keyvault.Vault {
 		v, _, err := kv.PutVault(ctx, keyvault.Vault{Subscription: e.sub, ResourceGroup: "rg", Name: name, Location: "westeurope",
 			Properties: keyvault.VaultProperties{TenantID: ten, SKU: sku, EnableRBACAuthorization: rbac, AccessPolicies: aps}}, ten)
 		if err != nil {
@@ -69,9 +69,9 @@ func newFakeEnv(t *testing.T) *fakeEnv {
 	e.grant(t, rb.ID(), oidEncUser, authz.RoleKeyVaultCryptoServiceEncryption)
 	mk("neg-std", keyvault.SKUStandard, true, nil)
 	e.grant(t, "/subscriptions/"+e.sub+"/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/neg-std", oidOfficer, authz.RoleKeyVaultCryptoOfficer)
-	mk("neg-ap", keyvault.SKUPremium, false, []keyvault.AccessPolicy{
-		{TenantID: ten, ObjectID: oidPolicy, Permissions: keyvault.Permissions{Keys: []string{"get", "wrapKey"}}},
-		{TenantID: ten, ObjectID: oidOfficer, Permissions: keyvault.Permissions{Keys: []string{"all"}}},
+	mk("neg-ap", keyvault.SKUPremium, false, []authz.AccessPolicy{
+		{TenantID: ten, ObjectID: oidPolicy, Permissions: authz.Permissions{Keys: []string{"get", "wrapKey"}}},
+		{TenantID: ten, ObjectID: oidOfficer, Permissions: authz.Permissions{Keys: []string{"all"}}},
 	})
 	return e
 }
@@ -246,7 +246,7 @@ func TestNegative(t *testing.T) {
 	// Purge protection refuses purge on the data plane too.
 	pp, _, err := e.srv.App.KeyVault.PutVault(t.Context(), keyvault.Vault{Subscription: e.sub, ResourceGroup: "rg", Name: "neg-pp", Location: "westeurope",
 		Properties: keyvault.VaultProperties{TenantID: e.tenant, SKU: keyvault.SKUPremium, EnablePurgeProtection: true,
-			AccessPolicies: []keyvault.AccessPolicy{{TenantID: e.tenant, ObjectID: oidOfficer, Permissions: keyvault.Permissions{Keys: []string{"all"}}}}}}, e.tenant)
+			AccessPolicies: []authz.AccessPolicy{{TenantID: e.tenant, ObjectID: oidOfficer, Permissions: authz.Permissions{Keys: []string{"all"}}}}}}, e.tenant)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/cvault/cvault/internal/arm"
 	"github.com/cvault/cvault/internal/arm/armhttp"
 	"github.com/cvault/cvault/internal/authn"
+	"github.com/cvault/cvault/internal/authz"
 	"github.com/cvault/cvault/internal/azure"
 	"github.com/cvault/cvault/internal/keyvault"
 	"github.com/cvault/cvault/internal/route"
@@ -55,35 +56,21 @@ type skuJSON struct {
 	Name   string `json:"name"`
 }
 
-type permissionsJSON struct {
-	Keys         []string `json:"keys,omitempty"`
-	Secrets      []string `json:"secrets,omitempty"`
-	Certificates []string `json:"certificates,omitempty"`
-	Storage      []string `json:"storage,omitempty"`
-}
-
-type accessPolicyJSON struct {
-	TenantID      string          `json:"tenantId"`
-	ObjectID      string          `json:"objectId"`
-	ApplicationID string          `json:"applicationId,omitempty"`
-	Permissions   permissionsJSON `json:"permissions"`
-}
-
 type vaultPropsJSON struct {
-	TenantID                     *string            `json:"tenantId,omitempty"`
-	SKU                          *skuJSON           `json:"sku,omitempty"`
-	AccessPolicies               []accessPolicyJSON `json:"accessPolicies"`
-	VaultURI                     string             `json:"vaultUri,omitempty"`
-	EnabledForDeployment         *bool              `json:"enabledForDeployment,omitempty"`
-	EnabledForDiskEncryption     *bool              `json:"enabledForDiskEncryption,omitempty"`
-	EnabledForTemplateDeployment *bool              `json:"enabledForTemplateDeployment,omitempty"`
-	EnableSoftDelete             *bool              `json:"enableSoftDelete,omitempty"`
-	SoftDeleteRetentionInDays    *int               `json:"softDeleteRetentionInDays,omitempty"`
-	EnableRBACAuthorization      *bool              `json:"enableRbacAuthorization,omitempty"`
-	CreateMode                   *string            `json:"createMode,omitempty"`
-	EnablePurgeProtection        *bool              `json:"enablePurgeProtection,omitempty"`
-	PublicNetworkAccess          *string            `json:"publicNetworkAccess,omitempty"`
-	ProvisioningState            string             `json:"provisioningState,omitempty"`
+	TenantID                     *string              `json:"tenantId,omitempty"`
+	SKU                          *skuJSON             `json:"sku,omitempty"`
+	AccessPolicies               []authz.AccessPolicy `json:"accessPolicies"`
+	VaultURI                     string               `json:"vaultUri,omitempty"`
+	EnabledForDeployment         *bool                `json:"enabledForDeployment,omitempty"`
+	EnabledForDiskEncryption     *bool                `json:"enabledForDiskEncryption,omitempty"`
+	EnabledForTemplateDeployment *bool                `json:"enabledForTemplateDeployment,omitempty"`
+	EnableSoftDelete             *bool                `json:"enableSoftDelete,omitempty"`
+	SoftDeleteRetentionInDays    *int                 `json:"softDeleteRetentionInDays,omitempty"`
+	EnableRBACAuthorization      *bool                `json:"enableRbacAuthorization,omitempty"`
+	CreateMode                   *string              `json:"createMode,omitempty"`
+	EnablePurgeProtection        *bool                `json:"enablePurgeProtection,omitempty"`
+	PublicNetworkAccess          *string              `json:"publicNetworkAccess,omitempty"`
+	ProvisioningState            string               `json:"provisioningState,omitempty"`
 }
 
 type vaultJSON struct {
@@ -99,10 +86,9 @@ func ptr[T any](v T) *T { return &v }
 
 func (h *handlers) vaultJSON(v *keyvault.Vault) vaultJSON {
 	p := v.Properties
-	aps := []accessPolicyJSON{}
-	for _, ap := range p.AccessPolicies {
-		aps = append(aps, accessPolicyJSON{TenantID: ap.TenantID, ObjectID: ap.ObjectID, ApplicationID: ap.ApplicationID,
-			Permissions: permissionsJSON(ap.Permissions)})
+	aps := p.AccessPolicies
+	if aps == nil {
+		aps = []authz.AccessPolicy{}
 	}
 	tags := v.Tags
 	if tags == nil {
@@ -153,6 +139,31 @@ func (h *handlers) existing(r *http.Request) (*keyvault.Vault, error) {
 	return v, err
 }
 
+// found returns the vault of the URL, or ARM's 404 when there is none.
+func (h *handlers) found(r *http.Request) (*keyvault.Vault, error) {
+	v, err := h.existing(r)
+	if err != nil {
+		return nil, mapARMErr(err)
+	}
+	if v == nil {
+		return nil, h.notFound(r)
+	}
+	return v, nil
+}
+
+// authorize checks the subscription (see subscription) and then the
+// caller's right to action over scope; it returns the subscription's tenant.
+func (h *handlers) authorize(r *http.Request, action, scope string) (string, error) {
+	tenant, err := h.subscription(r)
+	if err != nil {
+		return "", err
+	}
+	if err := armhttp.Authorize(r, h.az, action, scope); err != nil {
+		return "", err
+	}
+	return tenant, nil
+}
+
 // apply merges a PUT/PATCH body into v: fields the body leaves out keep
 // their values.
 func apply(v *keyvault.Vault, b *vaultJSON) error {
@@ -174,7 +185,7 @@ func apply(v *keyvault.Vault, b *vaultJSON) error {
 		p.SKU = bp.SKU.Name
 	}
 	if bp.AccessPolicies != nil {
-		p.AccessPolicies = accessPoliciesIn(bp.AccessPolicies)
+		p.AccessPolicies = bp.AccessPolicies
 	}
 	set := func(dst *bool, src *bool) {
 		if src != nil {
@@ -198,21 +209,9 @@ func apply(v *keyvault.Vault, b *vaultJSON) error {
 	return nil
 }
 
-func accessPoliciesIn(in []accessPolicyJSON) []keyvault.AccessPolicy {
-	out := []keyvault.AccessPolicy{}
-	for _, ap := range in {
-		out = append(out, keyvault.AccessPolicy{TenantID: ap.TenantID, ObjectID: ap.ObjectID, ApplicationID: ap.ApplicationID,
-			Permissions: keyvault.Permissions(ap.Permissions)})
-	}
-	return out
-}
-
 func (h *handlers) putVault(w http.ResponseWriter, r *http.Request) error {
-	tenant, err := h.subscription(r)
+	tenant, err := h.authorize(r, actionVaultWrite, h.vaultID(r))
 	if err != nil {
-		return err
-	}
-	if err := armhttp.Authorize(r, h.az, actionVaultWrite, h.vaultID(r)); err != nil {
 		return err
 	}
 	var b vaultJSON
@@ -269,23 +268,17 @@ func (h *handlers) putVault(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handlers) patchVault(w http.ResponseWriter, r *http.Request) error {
-	tenant, err := h.subscription(r)
+	tenant, err := h.authorize(r, actionVaultWrite, h.vaultID(r))
 	if err != nil {
-		return err
-	}
-	if err := armhttp.Authorize(r, h.az, actionVaultWrite, h.vaultID(r)); err != nil {
 		return err
 	}
 	var b vaultJSON
 	if err := azure.DecodeJSON(r, 0, azure.CodeInvalidRequestContent, false, &b); err != nil {
 		return err
 	}
-	prev, err := h.existing(r)
+	prev, err := h.found(r)
 	if err != nil {
-		return mapARMErr(err)
-	}
-	if prev == nil {
-		return h.notFound(r)
+		return err
 	}
 	v := *prev
 	if err := apply(&v, &b); err != nil {
@@ -300,28 +293,19 @@ func (h *handlers) patchVault(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handlers) getVault(w http.ResponseWriter, r *http.Request) error {
-	if _, err := h.subscription(r); err != nil {
+	if _, err := h.authorize(r, actionVaultRead, h.vaultID(r)); err != nil {
 		return err
 	}
-	if err := armhttp.Authorize(r, h.az, actionVaultRead, h.vaultID(r)); err != nil {
-		return err
-	}
-	v, err := h.existing(r)
+	v, err := h.found(r)
 	if err != nil {
-		return mapARMErr(err)
-	}
-	if v == nil {
-		return h.notFound(r)
+		return err
 	}
 	azure.WriteJSON(w, http.StatusOK, h.vaultJSON(v))
 	return nil
 }
 
 func (h *handlers) deleteVault(w http.ResponseWriter, r *http.Request) error {
-	if _, err := h.subscription(r); err != nil {
-		return err
-	}
-	if err := armhttp.Authorize(r, h.az, actionVaultDelete, h.vaultID(r)); err != nil {
+	if _, err := h.authorize(r, actionVaultDelete, h.vaultID(r)); err != nil {
 		return err
 	}
 	err := h.svc.DeleteVault(r.Context(), r.PathValue("subscriptionId"), r.PathValue("resourceGroupName"), r.PathValue("vaultName"))
@@ -387,11 +371,8 @@ type checkNameResultJSON struct {
 
 // checkNameAvailability serves POST …/providers/Microsoft.KeyVault/checkNameAvailability.
 func (h *handlers) checkNameAvailability(w http.ResponseWriter, r *http.Request) error {
-	if _, err := h.subscription(r); err != nil {
-		return err
-	}
 	sub := r.PathValue("subscriptionId")
-	if err := armhttp.Authorize(r, h.az, actionCheckName, "/subscriptions/"+sub); err != nil {
+	if _, err := h.authorize(r, actionCheckName, "/subscriptions/"+sub); err != nil {
 		return err
 	}
 	var b checkNameJSON
@@ -445,11 +426,8 @@ func deletedJSON(v *keyvault.Vault) deletedVaultJSON {
 }
 
 func (h *handlers) listDeletedVaults(w http.ResponseWriter, r *http.Request) error {
-	if _, err := h.subscription(r); err != nil {
-		return err
-	}
 	sub := r.PathValue("subscriptionId")
-	if err := armhttp.Authorize(r, h.az, actionDeletedVaultRead, "/subscriptions/"+sub); err != nil {
+	if _, err := h.authorize(r, actionDeletedVaultRead, "/subscriptions/"+sub); err != nil {
 		return err
 	}
 	vs, err := h.svc.DeletedVaults(r.Context(), sub)
@@ -465,11 +443,8 @@ func (h *handlers) listDeletedVaults(w http.ResponseWriter, r *http.Request) err
 }
 
 func (h *handlers) getDeletedVault(w http.ResponseWriter, r *http.Request) error {
-	if _, err := h.subscription(r); err != nil {
-		return err
-	}
 	sub := r.PathValue("subscriptionId")
-	if err := armhttp.Authorize(r, h.az, actionDeletedVaultRead, "/subscriptions/"+sub); err != nil {
+	if _, err := h.authorize(r, actionDeletedVaultRead, "/subscriptions/"+sub); err != nil {
 		return err
 	}
 	v, err := h.svc.DeletedVault(r.Context(), sub, r.PathValue("location"), r.PathValue("vaultName"))
@@ -481,11 +456,8 @@ func (h *handlers) getDeletedVault(w http.ResponseWriter, r *http.Request) error
 }
 
 func (h *handlers) purgeDeletedVault(w http.ResponseWriter, r *http.Request) error {
-	if _, err := h.subscription(r); err != nil {
-		return err
-	}
 	sub := r.PathValue("subscriptionId")
-	if err := armhttp.Authorize(r, h.az, actionPurge, "/subscriptions/"+sub+"/providers/Microsoft.KeyVault/locations/"+r.PathValue("location")); err != nil {
+	if _, err := h.authorize(r, actionPurge, "/subscriptions/"+sub+"/providers/Microsoft.KeyVault/locations/"+r.PathValue("location")); err != nil {
 		return err
 	}
 	if err := h.svc.PurgeVault(r.Context(), sub, r.PathValue("location"), r.PathValue("vaultName")); err != nil {
@@ -498,11 +470,8 @@ func (h *handlers) purgeDeletedVault(w http.ResponseWriter, r *http.Request) err
 
 // updateAccessPolicies serves PUT …/accessPolicies/{add|replace|remove}.
 func (h *handlers) updateAccessPolicies(w http.ResponseWriter, r *http.Request) error {
-	tenant, err := h.subscription(r)
+	tenant, err := h.authorize(r, actionAccessPolicyWrite, h.vaultID(r))
 	if err != nil {
-		return err
-	}
-	if err := armhttp.Authorize(r, h.az, actionAccessPolicyWrite, h.vaultID(r)); err != nil {
 		return err
 	}
 	kind := strings.ToLower(r.PathValue("operationKind"))
@@ -511,21 +480,18 @@ func (h *handlers) updateAccessPolicies(w http.ResponseWriter, r *http.Request) 
 	}
 	var b struct {
 		Properties struct {
-			AccessPolicies []accessPolicyJSON `json:"accessPolicies"`
+			AccessPolicies []authz.AccessPolicy `json:"accessPolicies"`
 		} `json:"properties"`
 	}
 	if err := azure.DecodeJSON(r, 0, azure.CodeInvalidRequestContent, false, &b); err != nil {
 		return err
 	}
-	prev, err := h.existing(r)
+	prev, err := h.found(r)
 	if err != nil {
-		return mapARMErr(err)
-	}
-	if prev == nil {
-		return h.notFound(r)
+		return err
 	}
 	v := *prev
-	v.Properties.AccessPolicies = mergePolicies(prev.Properties.AccessPolicies, accessPoliciesIn(b.Properties.AccessPolicies), kind)
+	v.Properties.AccessPolicies = mergePolicies(prev.Properties.AccessPolicies, b.Properties.AccessPolicies, kind)
 	out, _, err := h.svc.PutVault(r.Context(), v, tenant)
 	if err != nil {
 		return mapARMErr(err)
@@ -541,9 +507,9 @@ func (h *handlers) updateAccessPolicies(w http.ResponseWriter, r *http.Request) 
 // mergePolicies applies an incremental access-policy edit: entries match
 // on tenant, object and application; add unions permissions, remove
 // subtracts them (dropping emptied entries), replace swaps the entry.
-func mergePolicies(cur, in []keyvault.AccessPolicy, kind string) []keyvault.AccessPolicy {
+func mergePolicies(cur, in []authz.AccessPolicy, kind string) []authz.AccessPolicy {
 	out := slices.Clone(cur)
-	same := func(a, b keyvault.AccessPolicy) bool {
+	same := func(a, b authz.AccessPolicy) bool {
 		return strings.EqualFold(a.TenantID, b.TenantID) && strings.EqualFold(a.ObjectID, b.ObjectID) && strings.EqualFold(a.ApplicationID, b.ApplicationID)
 	}
 	union := func(a, b []string) []string {
@@ -560,7 +526,7 @@ func mergePolicies(cur, in []keyvault.AccessPolicy, kind string) []keyvault.Acce
 		})
 	}
 	for _, ap := range in {
-		i := slices.IndexFunc(out, func(c keyvault.AccessPolicy) bool { return same(c, ap) })
+		i := slices.IndexFunc(out, func(c authz.AccessPolicy) bool { return same(c, ap) })
 		switch {
 		case i < 0 && kind != "remove":
 			out = append(out, ap)
@@ -577,7 +543,7 @@ func mergePolicies(cur, in []keyvault.AccessPolicy, kind string) []keyvault.Acce
 			p.Certificates, p.Storage = minus(p.Certificates, ap.Permissions.Certificates), minus(p.Storage, ap.Permissions.Storage)
 		}
 	}
-	return slices.DeleteFunc(out, func(ap keyvault.AccessPolicy) bool {
+	return slices.DeleteFunc(out, func(ap authz.AccessPolicy) bool {
 		p := ap.Permissions
 		return kind == "remove" && len(p.Keys)+len(p.Secrets)+len(p.Certificates)+len(p.Storage) == 0
 	})
