@@ -36,6 +36,13 @@ func TestVaultAndKeyCommands(t *testing.T) {
 	if out, err := run(t, append([]string{"key", "list", "cli-kv"}, common...)...); err != nil || !strings.Contains(out, "k1") {
 		t.Fatalf("key list: %v\n%s", err, out)
 	}
+	// No disk encryption set uses k1: disabled without a warning, enabled again.
+	if out, err := run(t, append([]string{"key", "disable", "cli-kv", "k1"}, common...)...); err != nil || !strings.Contains(out, `"enabled": false`) || strings.Contains(out, "warning") {
+		t.Fatalf("key disable: %v\n%s", err, out)
+	}
+	if out, err := run(t, append([]string{"key", "enable", "cli-kv", "k1"}, common...)...); err != nil || !strings.Contains(out, `"enabled": true`) {
+		t.Fatalf("key enable: %v\n%s", err, out)
+	}
 	if _, err := run(t, append([]string{"vault", "show", "cli-kv", "-g", "rg"}, common...)...); err != nil {
 		t.Fatalf("vault show: %v", err)
 	}
