@@ -17,7 +17,7 @@ func TestVaultAndKeyCommands(t *testing.T) {
 	if _, _, err := srv.App.ARM.PutResourceGroup(t.Context(), arm.ResourceGroup{Subscription: b.SubscriptionID, Name: "rg", Location: "westeurope"}); err != nil {
 		t.Fatal(err)
 	}
-	common := []string{"--url", srv.URL, "--ca-file", srv.App.TLSFiles.CAPath, "--data", srv.Config.DataDir, "--subscription", b.SubscriptionID}
+	common := []string{"--server", srv.URL, "--ca", srv.App.TLSFiles.CAPath, "--data", srv.Config.DataDir, "--subscription", b.SubscriptionID}
 	out, err := run(t, append([]string{"vault", "create", "cli-kv", "-g", "rg", "--enable-purge-protection"}, common...)...)
 	if err != nil || !strings.Contains(out, `"vaultUri": "`+srv.VaultURL("cli-kv")) || !strings.Contains(out, `"enablePurgeProtection": true`) {
 		t.Fatalf("vault create: %v\n%s", err, out)
