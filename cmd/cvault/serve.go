@@ -38,7 +38,9 @@ and a TLS certificate, and prints how clients trust the CA. Restarts reuse them.
 
 The root key seals every secret at rest. With --store postgres://… no key is generated:
 pass CVAULT_ROOT_KEY (64 hex characters or base64 of 32 bytes) or --root-key-file.
-Several servers pointed at one PostgreSQL database serve the same tenants, vaults and keys.`,
+Several servers pointed at one PostgreSQL database serve the same tenants, vaults and keys;
+put them behind one URL (a load balancer) and start each with that --url. Managed disks'
+encrypted blocks live in DATA/disks, which such servers must share (one volume).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			logger, err := newLogger(logLevel, logJSON)
