@@ -26,6 +26,9 @@ type conn struct {
 	url, caFile, dataDir        string
 	tenant, clientID, secret    string
 	subscription, resourceGroup string
+
+	cred     azcore.TokenCredential // built once: a second build would misread the loaded admin.json
+	credOpts azcore.ClientOptions
 }
 
 func (c *conn) flags(cmd *cobra.Command) {
@@ -50,6 +53,9 @@ func (c *conn) options() (azcore.ClientOptions, error) {
 }
 
 func (c *conn) credential() (azcore.TokenCredential, azcore.ClientOptions, error) {
+	if c.cred != nil {
+		return c.cred, c.credOpts, nil
+	}
 	opts, err := c.options()
 	if err != nil {
 		return nil, opts, err
@@ -75,7 +81,11 @@ func (c *conn) credential() (azcore.TokenCredential, azcore.ClientOptions, error
 	}
 	cred, err := azidentity.NewClientSecretCredential(c.tenant, c.clientID, c.secret,
 		&azidentity.ClientSecretCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: true})
-	return cred, opts, err
+	if err != nil {
+		return nil, opts, err
+	}
+	c.cred, c.credOpts = cred, opts
+	return cred, opts, nil
 }
 
 func (c *conn) vaults() (*armkeyvault.VaultsClient, error) {
