@@ -124,4 +124,31 @@ func TestDESRotateCLI(t *testing.T) {
 	if _, err := run(t, append([]string{"des", "rotate", "clides", "--resume"}, g...)...); err == nil || !strings.Contains(err.Error(), "no unfinished rotation") {
 		t.Fatalf("resume without a partial rotation: %v", err)
 	}
+	// What `cvault key disable` warns about: the set still refers to kid3
+	// (as its active key), not to kid2 (no disk is on it any more).
+	uses, err := desesUsingKey(ctx, env.HTTP, x.Provider.Cred, env.URL, nil, kid3)
+	if err != nil || len(uses) != 1 || !strings.EqualFold(uses[0].ID, *des.ID) || uses[0].How != "activeKey" {
+		t.Fatalf("sets using %s: %+v %v", kid3, uses, err)
+	}
+	if uses, err := desesUsingKey(ctx, env.HTTP, x.Provider.Cred, env.URL, nil, kid2); err != nil || len(uses) != 0 {
+		t.Fatalf("sets using %s: %+v %v", kid2, uses, err)
+	}
+}
+
+func TestSameKeyVersion(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"https://kv.vault.localhost:8443/keys/k/v1", "https://KV.vault.localhost/keys/K/v1", true},
+		{"https://kv.vault.localhost/keys/k/v1", "https://kv.vault.localhost/keys/k/v2", false},
+		{"https://kv.vault.localhost/keys/k/v1", "https://other.vault.localhost/keys/k/v1", false},
+		{"https://kv.vault.localhost/keys/k", "https://kv.vault.localhost/keys/k", false},
+		{"https://kv.vault.localhost/secrets/k/v1", "https://kv.vault.localhost/secrets/k/v1", false},
+		{"", "", false},
+	} {
+		if got := sameKeyVersion(tc.a, tc.b); got != tc.want {
+			t.Errorf("sameKeyVersion(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 
@@ -139,6 +140,74 @@ func newKeyCmd() *cobra.Command {
 			return err
 		},
 	}
-	cmd.AddCommand(create, show, list, rotate, del)
+	setEnabled := func(on bool) func(cmd *cobra.Command, args []string) error {
+		return func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			kc, err := client(args[0])
+			if err != nil {
+				return err
+			}
+			got, err := kc.GetKey(ctx, args[1], version, nil)
+			if err != nil {
+				return err
+			}
+			if got.Key == nil || got.Key.KID == nil {
+				return fmt.Errorf("key %s: the vault returned no key id", args[1])
+			}
+			if !on {
+				warnDESUse(cmd, c, string(*got.Key.KID))
+			}
+			kv := got.Key.KID.Version()
+			res, err := kc.UpdateKey(ctx, args[1], kv, azkeys.UpdateKeyParameters{KeyAttributes: &azkeys.KeyAttributes{Enabled: to.Ptr(on)}}, nil)
+			if err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), res.KeyBundle)
+		}
+	}
+	disable := &cobra.Command{
+		Use:   "disable VAULT NAME",
+		Short: "Disable a key version (the owner's kill switch); warns when a disk encryption set still refers to it",
+		Long: `Disable a key version (default: the current one). The vault never refuses its owner:
+disks whose data key that version wraps stop starting and reading (at once for VM
+starts, within the server's --dek-cache-ttl for reads) until it is enabled again.
+Before disabling, the disk encryption sets the caller can read (in --subscription,
+else in all its subscriptions) are checked, and each one whose active key, previous
+keys or rotation target is that version is named in a warning. Sets in tenants the
+caller cannot read (a cross-tenant provider's) are not seen.`,
+		Args: cobra.ExactArgs(2), RunE: setEnabled(false),
+	}
+	enable := &cobra.Command{Use: "enable VAULT NAME", Short: "Enable a key version again", Args: cobra.ExactArgs(2), RunE: setEnabled(true)}
+	for _, v := range []*cobra.Command{disable, enable} {
+		v.Flags().StringVar(&version, "version", "", "key version (default: the current one)")
+	}
+	cmd.AddCommand(create, show, list, rotate, del, disable, enable)
 	return cmd
+}
+
+// warnDESUse prints a warning per disk encryption set that refers to kid.
+// It never blocks the disable: a failed check is itself a warning.
+func warnDESUse(cmd *cobra.Command, c *conn, kid string) {
+	w := cmd.ErrOrStderr()
+	cred, opts, err := c.credential()
+	if err != nil {
+		fmt.Fprintf(w, "warning: could not check disk encryption sets for %s: %v\n", kid, err)
+		return
+	}
+	hc, ok := opts.Transport.(*http.Client)
+	if !ok {
+		hc = http.DefaultClient
+	}
+	var subs []string
+	if c.subscription != "" {
+		subs = []string{c.subscription}
+	}
+	uses, err := desesUsingKey(cmd.Context(), hc, cred, c.url, subs, kid)
+	if err != nil {
+		fmt.Fprintf(w, "warning: could not check disk encryption sets for %s: %v\n", kid, err)
+		return
+	}
+	for _, u := range uses {
+		fmt.Fprintf(w, "warning: disk encryption set %s still refers to %s (%s): its disks on this version will not start or read until it is enabled again\n", u.ID, kid, u.How)
+	}
 }

@@ -105,30 +105,7 @@ func rotationCrash(t *testing.T, bin string, env []string) {
 		t.Fatal(err)
 	}
 	const n = 100
-	hashes := make([][32]byte, n)
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
-	for i := range n {
-		g.Go(func() error {
-			data := make([]byte, 4096)
-			rand.Read(data)
-			hashes[i] = sha256.Sum256(data)
-			name := fmt.Sprintf("disk%03d", i)
-			p, err := c.Disks.BeginCreateOrUpdate(gctx, rg, name, armcompute.Disk{Location: to.Ptr(x.Location), Properties: &armcompute.DiskProperties{
-				CreationData: &armcompute.CreationData{CreateOption: to.Ptr(armcompute.DiskCreateOptionUpload), UploadSizeBytes: to.Ptr(int64(len(data)))},
-				Encryption:   &armcompute.Encryption{Type: to.Ptr(armcompute.EncryptionTypeEncryptionAtRestWithCustomerKey), DiskEncryptionSetID: des.ID}}}, nil)
-			if err != nil {
-				return err
-			}
-			if _, err := p.PollUntilDone(gctx, nil); err != nil {
-				return err
-			}
-			return e.WriteDisk(gctx, c, rg, name, data)
-		})
-	}
-	if err := g.Wait(); err != nil {
-		t.Fatal(err)
-	}
+	hashes := makeDisks(t, e, c, rg, x.Location, *des.ID, n)
 	kc, err := x.KeyClient()
 	if err != nil {
 		t.Fatal(err)
@@ -197,24 +174,60 @@ func rotationCrash(t *testing.T, bin string, env []string) {
 			t.Fatalf("%s: after retry active %s, rotation %+v", step, state.Properties.ActiveKey.KeyURL, kr)
 		}
 		// Every disk reads back what was written.
-		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(8)
-		for i := range n {
-			g.Go(func() error {
-				got, err := e.ReadDisk(gctx, c, rg, fmt.Sprintf("disk%03d", i), 4096)
-				if err != nil {
-					return err
-				}
-				if sha256.Sum256(got) != hashes[i] {
-					return fmt.Errorf("disk%03d: content changed", i)
-				}
-				return nil
-			})
-		}
-		if err := g.Wait(); err != nil {
+		if err := checkDisks(ctx, e, c, rg, hashes); err != nil {
 			t.Fatalf("%s: %v", step, err)
 		}
 	}
+}
+
+// makeDisks creates n customer-key disks disk000… on the DES, writes 4 KiB
+// of random data to each, and returns the data's hashes.
+func makeDisks(t *testing.T, e *demo.Env, c *demo.Compute, rg, location, desID string, n int) [][32]byte {
+	t.Helper()
+	hashes := make([][32]byte, n)
+	g, gctx := errgroup.WithContext(t.Context())
+	g.SetLimit(8)
+	for i := range n {
+		g.Go(func() error {
+			data := make([]byte, 4096)
+			rand.Read(data)
+			hashes[i] = sha256.Sum256(data)
+			name := fmt.Sprintf("disk%03d", i)
+			p, err := c.Disks.BeginCreateOrUpdate(gctx, rg, name, armcompute.Disk{Location: to.Ptr(location), Properties: &armcompute.DiskProperties{
+				CreationData: &armcompute.CreationData{CreateOption: to.Ptr(armcompute.DiskCreateOptionUpload), UploadSizeBytes: to.Ptr(int64(len(data)))},
+				Encryption:   &armcompute.Encryption{Type: to.Ptr(armcompute.EncryptionTypeEncryptionAtRestWithCustomerKey), DiskEncryptionSetID: to.Ptr(desID)}}}, nil)
+			if err != nil {
+				return err
+			}
+			if _, err := p.PollUntilDone(gctx, nil); err != nil {
+				return err
+			}
+			return e.WriteDisk(gctx, c, rg, name, data)
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	return hashes
+}
+
+// checkDisks reads every disk of makeDisks back and compares its hash.
+func checkDisks(ctx context.Context, e *demo.Env, c *demo.Compute, rg string, hashes [][32]byte) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for i := range hashes {
+		g.Go(func() error {
+			got, err := e.ReadDisk(gctx, c, rg, fmt.Sprintf("disk%03d", i), 4096)
+			if err != nil {
+				return err
+			}
+			if sha256.Sum256(got) != hashes[i] {
+				return fmt.Errorf("disk%03d: content changed", i)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
 }
 
 // rotate saves the DES with keyURL; the first response is enough (the job

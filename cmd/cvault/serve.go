@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"github.com/cvault/cvault/internal/compute/diskdata"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -16,6 +15,8 @@ import (
 
 	"github.com/cvault/cvault/internal/app"
 	"github.com/cvault/cvault/internal/barrier"
+	"github.com/cvault/cvault/internal/compute"
+	"github.com/cvault/cvault/internal/compute/diskdata"
 )
 
 func newServeCmd() *cobra.Command {
@@ -37,7 +38,9 @@ and a TLS certificate, and prints how clients trust the CA. Restarts reuse them.
 
 The root key seals every secret at rest. With --store postgres://… no key is generated:
 pass CVAULT_ROOT_KEY (64 hex characters or base64 of 32 bytes) or --root-key-file.
-Several servers pointed at one PostgreSQL database serve the same tenants, vaults and keys.`,
+Several servers pointed at one PostgreSQL database serve the same tenants, vaults and keys;
+put them behind one URL (a load balancer) and start each with that --url. Managed disks'
+encrypted blocks live in DATA/disks, which such servers must share (one volume).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			logger, err := newLogger(logLevel, logJSON)
@@ -59,7 +62,7 @@ Several servers pointed at one PostgreSQL database serve the same tenants, vault
 			if cfg.AuthorityAliases, err = parseAliases(aliases); err != nil {
 				return err
 			}
-			if cfg.RotationHook, err = crashHook(os.Getenv(crashEnv)); err != nil {
+			if cfg.RotationHook, err = testRotationHook(os.Getenv(crashEnv), os.Getenv(delayEnv)); err != nil {
 				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -151,6 +154,35 @@ func newLogger(level string, json bool) (*slog.Logger, error) {
 // server with SIGKILL when the N-th disk re-wrap reaches STEP
 // (compute.StepBeforeUnwrap, StepAfterWrap, StepAfterCommit).
 const crashEnv = "CVAULT_TEST_ROTATION_CRASH"
+
+// delayEnv names a test-only slowdown (design §8): a duration each disk
+// re-wrap sleeps before its unwrap, so a multi-server test can kill the
+// server holding a rotation while it is still running.
+const delayEnv = "CVAULT_TEST_ROTATION_DELAY"
+
+// testRotationHook combines the test-only crash and delay hooks (nil when
+// neither is set).
+func testRotationHook(crashSpec, delaySpec string) (func(string), error) {
+	crash, err := crashHook(crashSpec)
+	if err != nil {
+		return nil, err
+	}
+	if delaySpec == "" {
+		return crash, nil
+	}
+	delay, err := time.ParseDuration(delaySpec)
+	if err != nil || delay < 0 {
+		return nil, fmt.Errorf("%s=%q: want a duration", delayEnv, delaySpec)
+	}
+	return func(step string) {
+		if step == compute.StepBeforeUnwrap {
+			time.Sleep(delay)
+		}
+		if crash != nil {
+			crash(step)
+		}
+	}, nil
+}
 
 func crashHook(spec string) (func(string), error) {
 	if spec == "" {

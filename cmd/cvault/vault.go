@@ -26,16 +26,18 @@ type conn struct {
 	url, caFile, dataDir        string
 	tenant, clientID, secret    string
 	subscription, resourceGroup string
+
+	cred     azcore.TokenCredential // built once: a second build would misread the loaded admin.json
+	credOpts azcore.ClientOptions
 }
 
 func (c *conn) flags(cmd *cobra.Command) {
 	f := cmd.PersistentFlags()
-	f.StringVar(&c.url, "url", "https://localhost:8443", "cvault base URL")
-	f.StringVar(&c.caFile, "ca-file", "", "CA certificate to trust (default $SSL_CERT_FILE, else the system roots)")
+	f.StringVar(&c.url, "server", "https://localhost:8443", "cvault base URL")
+	f.StringVar(&c.caFile, "ca", "", "CA certificate to trust (default $SSL_CERT_FILE, else the system roots)")
 	f.StringVar(&c.dataDir, "data", "cvault-data", "data dir whose admin.json holds the credentials (when --client-id is not given)")
 	f.StringVar(&c.tenant, "tenant", os.Getenv("AZURE_TENANT_ID"), "tenant id")
 	f.StringVar(&c.clientID, "client-id", os.Getenv("AZURE_CLIENT_ID"), "client (application) id")
-	f.StringVar(&c.secret, "client-secret", os.Getenv("AZURE_CLIENT_SECRET"), "client secret")
 	f.StringVar(&c.subscription, "subscription", os.Getenv("AZURE_SUBSCRIPTION_ID"), "subscription id")
 	f.StringVarP(&c.resourceGroup, "resource-group", "g", "", "resource group")
 }
@@ -51,14 +53,25 @@ func (c *conn) options() (azcore.ClientOptions, error) {
 }
 
 func (c *conn) credential() (azcore.TokenCredential, azcore.ClientOptions, error) {
+	if c.cred != nil {
+		return c.cred, c.credOpts, nil
+	}
 	opts, err := c.options()
 	if err != nil {
 		return nil, opts, err
 	}
-	if c.clientID == "" {
+	if c.clientID != "" {
+		// Secrets come from the environment, never from the command line.
+		if c.secret = os.Getenv("CVAULT_CLIENT_SECRET"); c.secret == "" {
+			c.secret = os.Getenv("AZURE_CLIENT_SECRET")
+		}
+		if c.secret == "" {
+			return nil, opts, fmt.Errorf("credentials: --client-id needs the secret in CVAULT_CLIENT_SECRET")
+		}
+	} else {
 		b, err := os.ReadFile(filepath.Join(c.dataDir, app.AdminFile))
 		if err != nil {
-			return nil, opts, fmt.Errorf("credentials: give --client-id/--client-secret/--tenant or --data with an admin.json: %w", err)
+			return nil, opts, fmt.Errorf("credentials: give --tenant/--client-id (secret in CVAULT_CLIENT_SECRET) or --data with an admin.json: %w", err)
 		}
 		var a identity.AdminCredentials
 		if err := json.Unmarshal(b, &a); err != nil {
@@ -68,7 +81,11 @@ func (c *conn) credential() (azcore.TokenCredential, azcore.ClientOptions, error
 	}
 	cred, err := azidentity.NewClientSecretCredential(c.tenant, c.clientID, c.secret,
 		&azidentity.ClientSecretCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: true})
-	return cred, opts, err
+	if err != nil {
+		return nil, opts, err
+	}
+	c.cred, c.credOpts = cred, opts
+	return cred, opts, nil
 }
 
 func (c *conn) vaults() (*armkeyvault.VaultsClient, error) {

@@ -17,7 +17,7 @@ func TestVaultAndKeyCommands(t *testing.T) {
 	if _, _, err := srv.App.ARM.PutResourceGroup(t.Context(), arm.ResourceGroup{Subscription: b.SubscriptionID, Name: "rg", Location: "westeurope"}); err != nil {
 		t.Fatal(err)
 	}
-	common := []string{"--url", srv.URL, "--ca-file", srv.App.TLSFiles.CAPath, "--data", srv.Config.DataDir, "--subscription", b.SubscriptionID}
+	common := []string{"--server", srv.URL, "--ca", srv.App.TLSFiles.CAPath, "--data", srv.Config.DataDir, "--subscription", b.SubscriptionID}
 	out, err := run(t, append([]string{"vault", "create", "cli-kv", "-g", "rg", "--enable-purge-protection"}, common...)...)
 	if err != nil || !strings.Contains(out, `"vaultUri": "`+srv.VaultURL("cli-kv")) || !strings.Contains(out, `"enablePurgeProtection": true`) {
 		t.Fatalf("vault create: %v\n%s", err, out)
@@ -35,6 +35,13 @@ func TestVaultAndKeyCommands(t *testing.T) {
 	}
 	if out, err := run(t, append([]string{"key", "list", "cli-kv"}, common...)...); err != nil || !strings.Contains(out, "k1") {
 		t.Fatalf("key list: %v\n%s", err, out)
+	}
+	// No disk encryption set uses k1: disabled without a warning, enabled again.
+	if out, err := run(t, append([]string{"key", "disable", "cli-kv", "k1"}, common...)...); err != nil || !strings.Contains(out, `"enabled": false`) || strings.Contains(out, "warning") {
+		t.Fatalf("key disable: %v\n%s", err, out)
+	}
+	if out, err := run(t, append([]string{"key", "enable", "cli-kv", "k1"}, common...)...); err != nil || !strings.Contains(out, `"enabled": true`) {
+		t.Fatalf("key enable: %v\n%s", err, out)
 	}
 	if _, err := run(t, append([]string{"vault", "show", "cli-kv", "-g", "rg"}, common...)...); err != nil {
 		t.Fatalf("vault show: %v", err)

@@ -268,7 +268,9 @@ func (s *Service) storeDES(ctx context.Context, des DiskEncryptionSet, idIn *Res
 		des.Properties.EncryptionType = old.Properties.EncryptionType
 	}
 	// Read-only properties are the server's, whatever the body says.
+	// autoKeyRotationError is cleared by any save: the owner has acted on it.
 	des.Properties.PreviousKeys, des.Properties.KeyRotation, des.Properties.LastKeyRotationTimestamp = nil, nil, nil
+	des.Properties.AutoKeyRotationError = nil
 	if exists {
 		des.Properties.PreviousKeys = old.Properties.PreviousKeys
 		des.Properties.KeyRotation = old.Properties.KeyRotation

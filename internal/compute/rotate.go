@@ -571,6 +571,7 @@ func (s *Service) finishRotation(ctx context.Context, l *jobs.Lease, op arm.Oper
 			des.Properties.PreviousKeys = []KeyForDES{}
 			des.Properties.LastKeyRotationTimestamp = &now
 			des.Properties.ProvisioningState = StateSucceeded
+			des.Properties.AutoKeyRotationError = nil
 			kr.State, kr.DisksOnPreviousKeys, kr.Error = RotationSucceeded, nil, nil
 		} else {
 			des.Properties.PreviousKeys = others
@@ -642,11 +643,48 @@ func (s *Service) AutoRotate(ctx context.Context) error {
 		if kr := p.KeyRotation; kr != nil && kr.State == RotationInProgress {
 			continue
 		}
+		if p.AutoKeyRotationError != nil {
+			continue // Azure: not attempted until the error is fixed (a save clears it)
+		}
 		if err := s.autoRotateOne(ctx, des); err != nil {
 			errs = append(errs, fmt.Errorf("compute: auto-rotate %s: %w", des.Name, err))
+			if rerr := s.recordAutoRotationError(ctx, des.ID, err); rerr != nil {
+				errs = append(errs, rerr)
+			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// recordAutoRotationError sets autoKeyRotationError on the set, as Azure
+// reports a failed automatic rotation: the key error's code and message, or
+// the refusal's (stop-all, ephemeral disks, a rotation in progress).
+func (s *Service) recordAutoRotationError(ctx context.Context, desID string, cause error) error {
+	e := &OpError{Code: "InternalError", Message: "The automatic rotation to the latest key version failed."}
+	var ke *KeyError
+	var ae *azure.Error
+	switch {
+	case errors.As(cause, &ke):
+		e = &OpError{Code: ke.Code, Message: ke.Message}
+	case errors.As(cause, &ae):
+		e = &OpError{Code: ae.Code, Message: ae.Message}
+	}
+	err := s.cfg.Store.Update(ctx, func(tx store.Tx) error {
+		var des DiskEncryptionSet
+		v, err := getJSON(ctx, tx, KindDES, resKey(desID), &des)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		des.Properties.AutoKeyRotationError = e
+		return putJSON(ctx, tx, KindDES, resKey(desID), des, v)
+	})
+	if err != nil {
+		return fmt.Errorf("compute: record autoKeyRotationError: %w", err)
+	}
+	return nil
 }
 
 func (s *Service) autoRotateOne(ctx context.Context, des DiskEncryptionSet) error {

@@ -101,6 +101,11 @@ type DESProperties struct {
 	LastKeyRotationTimestamp          *time.Time  `json:"lastKeyRotationTimestamp,omitempty"`
 	FederatedClientID                 string      `json:"federatedClientId,omitempty"`
 	ProvisioningState                 string      `json:"provisioningState,omitempty"`
+	// AutoKeyRotationError is why the last automatic rotation to the
+	// latest key version failed (read-only, as Azure reports it); while it
+	// is set no automatic rotation is attempted, until the owner saves the
+	// set again or a rotation completes.
+	AutoKeyRotationError *OpError `json:"autoKeyRotationError,omitempty"`
 	// KeyRotation is cvault's read-only view of the last key rotation
 	// (Azure shows none): while it runs and after a partial one, which key
 	// it moves to and how many disks are still on previous keys. SDK

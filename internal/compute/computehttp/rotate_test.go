@@ -316,6 +316,64 @@ func TestRotationWithArmcompute(t *testing.T) {
 		}
 		checkAll(latest)
 	})
+
+	t.Run("failed automatic rotation sets autoKeyRotationError", func(t *testing.T) {
+		before, err := c.DES.Get(ctx, rg, "rot", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The latest version is disabled: the automatic rotation cannot use it.
+		latest := newKeyVersion(t, x, x.KeyName, azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyTypeRSA), KeySize: to.Ptr(int32(2048))})
+		if err := setKeyVersionEnabled(ctx, x, latest, false); err != nil {
+			t.Fatal(err)
+		}
+		if err := x.Env.App.Compute.AutoRotate(ctx); err == nil {
+			t.Fatal("AutoRotate to a disabled version succeeded")
+		}
+		d, err := c.DES.Get(ctx, rg, "rot", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ae := d.Properties.AutoKeyRotationError
+		if ae == nil || ae.Code == nil || *ae.Code != compute.CodeKeyVaultKeyDisabled || *d.Properties.ActiveKey.KeyURL != *before.Properties.ActiveKey.KeyURL {
+			t.Fatalf("after a failed automatic rotation: autoKeyRotationError %+v, active %s", ae, *d.Properties.ActiveKey.KeyURL)
+		}
+		// As in Azure, no further attempt while the error stands, even
+		// once the cause is gone.
+		if err := setKeyVersionEnabled(ctx, x, latest, true); err != nil {
+			t.Fatal(err)
+		}
+		if err := x.Env.App.Compute.AutoRotate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if d, err = c.DES.Get(ctx, rg, "rot", nil); err != nil || d.Properties.AutoKeyRotationError == nil || *d.Properties.ActiveKey.KeyURL == latest {
+			t.Fatalf("retried while autoKeyRotationError was set: %v %+v", err, d.Properties)
+		}
+		// The owner's save clears it; the next pass rotates.
+		up, err := c.DES.BeginUpdate(ctx, rg, "rot", armcompute.DiskEncryptionSetUpdate{Properties: &armcompute.DiskEncryptionSetUpdateProperties{
+			RotationToLatestKeyVersionEnabled: to.Ptr(true)}}, nil)
+		res := poll[armcompute.DiskEncryptionSetsClientUpdateResponse](t, up, err)
+		if res.Properties.AutoKeyRotationError != nil {
+			t.Fatalf("save kept autoKeyRotationError %+v", res.Properties.AutoKeyRotationError)
+		}
+		if err := x.Env.App.Compute.AutoRotate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			if d, err = c.DES.Get(ctx, rg, "rot", nil); err != nil {
+				t.Fatal(err)
+			}
+			if *d.Properties.ActiveKey.KeyURL == latest && *d.Properties.ProvisioningState == "Succeeded" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("auto-rotation after the fix did not finish: %s", *d.Properties.ActiveKey.KeyURL)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		checkAll(latest)
+	})
 }
 
 // Seed 004 on a confidential set: refused while any VM runs (naming them),
