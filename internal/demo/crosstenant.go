@@ -308,16 +308,26 @@ func step(r *Runner, name, what string, fn func() (string, error)) error {
 	})
 }
 
-// CrossTenant is seed 003 end to end, then the customer's kill switch.
-func CrossTenant(ctx context.Context, env *Env, r *Runner) error {
-	x := NewCrossTenantSetup(env, "westcentralus")
+// setUpCrossTenant runs seed 003's identity and key setup (Phase1, Phase2)
+// in location and returns the cast with the provider's compute clients.
+func setUpCrossTenant(ctx context.Context, env *Env, r *Runner, location string) (*CrossTenantSetup, *Compute, error) {
+	x := NewCrossTenantSetup(env, location)
 	if err := x.Phase1(ctx, r); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if err := x.Phase2(ctx, r); err != nil {
-		return err
+		return nil, nil, err
 	}
 	c, err := env.ComputeClients(x.Provider)
+	if err != nil {
+		return nil, nil, err
+	}
+	return x, c, nil
+}
+
+// CrossTenant is seed 003 end to end, then the customer's kill switch.
+func CrossTenant(ctx context.Context, env *Env, r *Runner) error {
+	x, c, err := setUpCrossTenant(ctx, env, r, "westcentralus")
 	if err != nil {
 		return err
 	}

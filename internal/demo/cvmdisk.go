@@ -58,20 +58,11 @@ func runCVMDisk(ctx context.Context, cfg Config, r *Runner) error {
 	if err != nil {
 		return err
 	}
-	steps := []struct {
-		name string
-		fn   func(context.Context) (string, error)
-	}{
+	return r.steps(ctx, []namedStep{
 		{"resource-group", e.resourceGroup}, {"cvm-vault", e.cvmVault}, {"des-refused", e.desRefused}, {"des", e.des},
 		{"cvm", e.cvm}, {"guest-disk-key", e.guestDiskKey}, {"refuse-not-the-vm", e.refuseNotTheVM},
 		{"refuse-debug", e.refuseDebugDisk}, {"guest-writes-disk", e.guestWritesDisk}, {"ciphertext-only", e.ciphertextOnly},
-	}
-	for _, s := range steps {
-		if err := r.Step(s.name, func() (string, error) { return s.fn(ctx) }); err != nil {
-			return err
-		}
-	}
-	return nil
+	})
 }
 
 func (e *cvmDiskEnv) accessPolicy(ctx context.Context, oid string, keys ...armkeyvault.KeyPermissions) error {
@@ -202,17 +193,10 @@ func (e *cvmDiskEnv) guestCredential() azcore.TokenCredential {
 // guestDiskKey: the guest attests, the Orchestrator releases the DES key
 // to the guest's transfer key, the guest unwraps it and its OS disk's key.
 func (e *cvmDiskEnv) guestDiskKey(ctx context.Context) (string, error) {
-	tk, err := skr.NewEphemeralKey()
-	if err != nil {
+	if err := e.newTransferKey(ctx); err != nil {
 		return "", err
 	}
-	e.tk = tk
-	tok, err := tk.Attest(ctx, e.hc, e.app.Attestation.Issuer("default"), e.evidence(false), "")
-	if err != nil {
-		return "", err
-	}
-	e.token = tok
-	k, err := e.releaser(e.guestCredential()).Release(ctx, e.vmID, tk, tok)
+	k, err := e.releaser(e.guestCredential()).Release(ctx, e.vmID, e.tk, e.token)
 	if err != nil {
 		return "", err
 	}
@@ -311,16 +295,7 @@ func (e *cvmDiskEnv) guestWritesDisk(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	meta, err := cvmdisk.ReadMeta(ctx, blob)
-	if err != nil {
-		return "", err
-	}
-	dek, err := e.diskKey.UnwrapDataKey(meta.WrappedKey)
-	if err != nil {
-		return "", err
-	}
-	sec, err := cvmdisk.NewSectors(dek, meta.DiskID)
-	clear(dek)
+	sec, err := e.sectors(ctx, blob)
 	if err != nil {
 		return "", err
 	}
@@ -337,6 +312,22 @@ func (e *cvmDiskEnv) guestWritesDisk(ctx context.Context) (string, error) {
 	return fmt.Sprintf("guest unwrapped disk %s's data key from the URL's metadata and uploaded 2 sectors it sealed (AES-256-GCM records)", cvmUpload), nil
 }
 
+// sectors: the guest reads the disk's metadata behind the URL, unwraps its
+// data key with the released DES key and opens the disk's sector cipher.
+func (e *cvmDiskEnv) sectors(ctx context.Context, blob *pageblob.Client) (*cvmdisk.Sectors, error) {
+	meta, err := cvmdisk.ReadMeta(ctx, blob)
+	if err != nil {
+		return nil, err
+	}
+	dek, err := e.diskKey.UnwrapDataKey(meta.WrappedKey)
+	if err != nil {
+		return nil, err
+	}
+	sec, err := cvmdisk.NewSectors(dek, meta.DiskID)
+	clear(dek)
+	return sec, err
+}
+
 // ciphertextOnly: beginGetAccess serves ciphertext; only the guest opens it.
 func (e *cvmDiskEnv) ciphertextOnly(ctx context.Context) (string, error) {
 	blob, err := e.access(ctx, armcompute.AccessLevelRead)
@@ -350,16 +341,7 @@ func (e *cvmDiskEnv) ciphertextOnly(ctx context.Context) (string, error) {
 	if bytes.Contains(raw, []byte(diskMarker[:24])) {
 		return "", errors.New("the signed URL served plaintext")
 	}
-	meta, err := cvmdisk.ReadMeta(ctx, blob)
-	if err != nil {
-		return "", err
-	}
-	dek, err := e.diskKey.UnwrapDataKey(meta.WrappedKey)
-	if err != nil {
-		return "", err
-	}
-	sec, err := cvmdisk.NewSectors(dek, meta.DiskID)
-	clear(dek)
+	sec, err := e.sectors(ctx, blob)
 	if err != nil {
 		return "", err
 	}

@@ -66,6 +66,22 @@ func (r *Runner) Step(name string, fn func() (string, error)) error {
 	return nil
 }
 
+// namedStep is one step of a scenario: its name and what it does.
+type namedStep struct {
+	name string
+	fn   func(context.Context) (string, error)
+}
+
+// steps runs steps in order (see Step) and stops at the first that fails.
+func (r *Runner) steps(ctx context.Context, steps []namedStep) error {
+	for _, s := range steps {
+		if err := r.Step(s.name, func() (string, error) { return s.fn(ctx) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Run runs the named scenarios (none: all), in order, stopping at the first failure.
 func Run(ctx context.Context, cfg Config, names ...string) error {
 	if cfg.Out == nil {

@@ -61,14 +61,7 @@ var demoPoll = &runtime.PollUntilDoneOptions{Frequency: time.Second} // azcore r
 
 // Rotate replays seed 004: one confidential DES, three confidential VMs.
 func Rotate(ctx context.Context, env *Env, r *Runner, hook *rotationHook) error {
-	x := NewCrossTenantSetup(env, "westeurope")
-	if err := x.Phase1(ctx, r); err != nil {
-		return err
-	}
-	if err := x.Phase2(ctx, r); err != nil {
-		return err
-	}
-	c, err := env.ComputeClients(x.Provider)
+	x, c, err := setUpCrossTenant(ctx, env, r, "westeurope")
 	if err != nil {
 		return err
 	}

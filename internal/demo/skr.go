@@ -101,21 +101,12 @@ func runSKR(ctx context.Context, cfg Config, r *Runner) error {
 	if err != nil {
 		return err
 	}
-	steps := []struct {
-		name string
-		fn   func(context.Context) (string, error)
-	}{
+	return r.steps(ctx, []namedStep{
 		{"resource-group", e.resourceGroup}, {"vm-identity", e.vmIdentity}, {"premium-vault", e.premiumVault},
 		{"exportable-key", e.exportableKey}, {"guest-attest", e.guestAttest}, {"guest-release", e.guestRelease},
 		{"decrypt", e.decrypt}, {"refuse-debug", e.refuseDebug}, {"refuse-untrusted", e.refuseUntrusted},
 		{"refuse-no-release", e.refuseNoRelease}, {"refuse-expired", e.refuseExpired}, {"audit-log", e.auditLog},
-	}
-	for _, s := range steps {
-		if err := r.Step(s.name, func() (string, error) { return s.fn(ctx) }); err != nil {
-			return err
-		}
-	}
-	return nil
+	})
 }
 
 func (e *skrEnv) start(ctx context.Context, cfg Config, r *Runner) (func(), error) {
@@ -332,17 +323,27 @@ func (e *skrEnv) evidence(debug bool) evidence.Provider {
 	return &evidence.Simulated{Platform: e.platform, Options: sim.Options{Debug: debug}}
 }
 
-func (e *skrEnv) guestAttest(ctx context.Context) (string, error) {
+// newTransferKey: the guest makes its transfer key and attests genuine
+// evidence bound to it; both are kept (e.tk, e.token) for the releases.
+func (e *skrEnv) newTransferKey(ctx context.Context) error {
 	tk, err := skr.NewEphemeralKey()
 	if err != nil {
-		return "", err
+		return err
 	}
 	e.tk = tk
 	tok, err := tk.Attest(ctx, e.hc, e.app.Attestation.Issuer("default"), e.evidence(false), "")
 	if err != nil {
-		return "", err
+		return err
 	}
 	e.token = tok
+	return nil
+}
+
+func (e *skrEnv) guestAttest(ctx context.Context) (string, error) {
+	if err := e.newTransferKey(ctx); err != nil {
+		return "", err
+	}
+	tk, tok := e.tk, e.token
 	c, err := unverifiedClaims(tok)
 	if err != nil {
 		return "", err

@@ -12,6 +12,7 @@
 package computehttp
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -95,14 +96,115 @@ func Routes(cfg Config) []route.Route {
 	}
 }
 
-// resourceID is the request's resource ID for a compute type.
-func resourceID(r *http.Request, typ, nameParam string) (azure.ResourceID, error) {
+// kind is what the handlers' shared steps need to know of a resource type.
+type kind struct {
+	typ       string // ARM type, e.g. compute.TypeDES
+	segment   string // the URL's collection, e.g. "diskEncryptionSets"
+	nameParam string // the route's name parameter, e.g. "desName"
+	action    string // RBAC action prefix, e.g. "Microsoft.Compute/diskEncryptionSets/"
+}
+
+var (
+	desKind  = kind{compute.TypeDES, "diskEncryptionSets", "desName", compute.TypeDES + "/"}
+	diskKind = kind{compute.TypeDisk, "disks", "diskName", compute.TypeDisk + "/"}
+	vmKind   = kind{compute.TypeVM, "virtualMachines", "vmName", compute.TypeVM + "/"}
+)
+
+// resourceID is the request's resource ID.
+func (k kind) resourceID(r *http.Request) (azure.ResourceID, error) {
 	id, err := azure.ParseResourceID("/subscriptions/" + r.PathValue("subscriptionId") + "/resourceGroups/" +
-		r.PathValue("resourceGroupName") + "/providers/Microsoft.Compute/" + typ + "/" + r.PathValue(nameParam))
+		r.PathValue("resourceGroupName") + "/providers/Microsoft.Compute/" + k.segment + "/" + r.PathValue(k.nameParam))
 	if err != nil {
-		return azure.ResourceID{}, azure.Errorf(http.StatusBadRequest, "InvalidResourceName", "The resource name '%s' is invalid.", r.PathValue(nameParam))
+		return azure.ResourceID{}, azure.Errorf(http.StatusBadRequest, "InvalidResourceName", "The resource name '%s' is invalid.", r.PathValue(k.nameParam))
 	}
 	return id, nil
+}
+
+// authorized is the request's resource ID once the caller may do verb
+// (e.g. "read", "start/action") on it.
+func (h *handlers) authorized(r *http.Request, k kind, verb string) (azure.ResourceID, error) {
+	id, err := k.resourceID(r)
+	if err != nil {
+		return azure.ResourceID{}, err
+	}
+	if err := armhttp.Authorize(r, h.az, k.action+verb, id.String()); err != nil {
+		return azure.ResourceID{}, err
+	}
+	return id, nil
+}
+
+// authorizedBody is authorized's resource ID and the request body, decoded
+// once the caller may do verb.
+func authorizedBody[T any](h *handlers, r *http.Request, k kind, verb string) (azure.ResourceID, T, error) {
+	var in T
+	id, err := h.authorized(r, k, verb)
+	if err != nil {
+		return id, in, err
+	}
+	if err := decode(r, &in); err != nil {
+		return id, in, err
+	}
+	return id, in, nil
+}
+
+// found turns compute.ErrNotFound into ARM's 404 for id; other errors pass
+// through as they are.
+func (k kind) found(id azure.ResourceID, err error) error {
+	if errors.Is(err, compute.ErrNotFound) {
+		return azure.Errorf(http.StatusNotFound, azure.CodeResourceNotFound, "The Resource '%s/%s' under resource group '%s' was not found.", k.typ, id.Name(), id.ResourceGroup)
+	}
+	return err
+}
+
+// serveGet answers a read: 200 with what get returns for the resource, or
+// its 404.
+func serveGet[T any](h *handlers, w http.ResponseWriter, r *http.Request, k kind, verb string, get func(ctx context.Context, id string) (T, error)) error {
+	id, err := h.authorized(r, k, verb)
+	if err != nil {
+		return err
+	}
+	v, err := get(r.Context(), id.String())
+	if err != nil {
+		return k.found(id, err)
+	}
+	azure.WriteJSON(w, http.StatusOK, v)
+	return nil
+}
+
+// serveList answers a list over the URL's group or subscription.
+func serveList[T any](h *handlers, w http.ResponseWriter, r *http.Request, k kind, list func(ctx context.Context, sub, rg string) ([]T, error)) error {
+	sub, rg, scope := listScope(r)
+	if err := armhttp.Authorize(r, h.az, k.action+"read", scope); err != nil {
+		return err
+	}
+	items, err := list(r.Context(), sub, rg)
+	if err != nil {
+		return err
+	}
+	azure.WriteJSON(w, http.StatusOK, azure.Page[T]{Value: items})
+	return nil
+}
+
+// serveDelete answers a delete: 204 when there was nothing, else 202 with
+// a terminal operation and its Location. locate reads the resource's
+// location and ID before it goes.
+func (h *handlers) serveDelete(w http.ResponseWriter, r *http.Request, k kind,
+	locate func(ctx context.Context, id string) (location, resourceID string),
+	del func(ctx context.Context, id string) (bool, error)) error {
+	id, err := h.authorized(r, k, "delete")
+	if err != nil {
+		return err
+	}
+	location, resourceID := locate(r.Context(), id.String())
+	existed, err := del(r.Context(), id.String())
+	if err != nil {
+		return mapErr(err)
+	}
+	if !existed {
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	return h.lro(w, r, location, resourceID, http.StatusAccepted, nil, nil, true)
 }
 
 // listScope is the scope of a list request: its group or subscription.
@@ -132,10 +234,6 @@ func mapErr(err error) error {
 		return azure.Errorf(http.StatusConflict, "Conflict", "The resource was changed concurrently; retry the request.").Wrap(err)
 	}
 	return err
-}
-
-func notFound(typ, name, rg string) error {
-	return azure.Errorf(http.StatusNotFound, azure.CodeResourceNotFound, "The Resource '%s/%s' under resource group '%s' was not found.", typ, name, rg)
 }
 
 // lro records a long-running operation for work already done: a
@@ -192,6 +290,11 @@ func (h *handlers) assignIdentities(r *http.Request, id *compute.ResourceIdentit
 		}
 	}
 	return nil
+}
+
+// decode reads a request body into v.
+func decode(r *http.Request, v any) error {
+	return azure.DecodeJSON(r, azure.MaxBody, azure.CodeInvalidRequestContent, false, v)
 }
 
 // checkBodyID: where a body names id/name/type they must match the URL.

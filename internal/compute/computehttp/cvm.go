@@ -1,10 +1,8 @@
 package computehttp
 
 import (
-	"errors"
 	"net/http"
 
-	"github.com/cvault/cvault/internal/arm/armhttp"
 	"github.com/cvault/cvault/internal/authn"
 	"github.com/cvault/cvault/internal/azure"
 	"github.com/cvault/cvault/internal/compute"
@@ -16,19 +14,13 @@ import (
 // managed-identity endpoint (cvault guest imds-proxy --secret-file), the
 // same shape as a user-assigned identity's POST …/secret.
 func (h *handlers) identitySecret(w http.ResponseWriter, r *http.Request) error {
-	id, err := resourceID(r, "virtualMachines", "vmName")
+	id, err := h.authorized(r, vmKind, "identitySecret/action")
 	if err != nil {
-		return err
-	}
-	if err := armhttp.Authorize(r, h.az, vmAction+"identitySecret/action", id.String()); err != nil {
 		return err
 	}
 	secret, err := h.svc.IssueVMIdentitySecret(r.Context(), id.String())
-	if errors.Is(err, compute.ErrNotFound) {
-		return notFound(compute.TypeVM, id.Name(), id.ResourceGroup)
-	}
 	if err != nil {
-		return mapErr(err)
+		return mapErr(vmKind.found(id, err))
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	azure.WriteJSON(w, http.StatusOK, map[string]string{"secret": secret})
@@ -39,13 +31,13 @@ func (h *handlers) identitySecret(w http.ResponseWriter, r *http.Request) error 
 // the VM's own managed identity (checked by the service, which is the
 // authorization: no role grants it), the Orchestrator releases.
 func (h *handlers) releaseDiskKey(w http.ResponseWriter, r *http.Request) error {
-	id, err := resourceID(r, "virtualMachines", "vmName")
+	id, err := vmKind.resourceID(r)
 	if err != nil {
 		return err
 	}
 	p, _ := authn.FromContext(r.Context())
 	var in compute.DiskKeyRequest
-	if err := azure.DecodeJSON(r, azure.MaxBody, azure.CodeInvalidRequestContent, false, &in); err != nil {
+	if err := decode(r, &in); err != nil {
 		return err
 	}
 	out, err := h.svc.ReleaseDiskEncryptionKey(r.Context(), p, id.String(), in)

@@ -1,7 +1,7 @@
 package computehttp
 
 import (
-	"errors"
+	"context"
 	"net/http"
 	"strings"
 
@@ -10,24 +10,11 @@ import (
 	"github.com/cvault/cvault/internal/compute"
 )
 
-const (
-	desAction  = "Microsoft.Compute/diskEncryptionSets/"
-	diskAction = "Microsoft.Compute/disks/"
-	vmAction   = "Microsoft.Compute/virtualMachines/"
-)
-
 // --- disk encryption sets ---
 
 func (h *handlers) putDES(w http.ResponseWriter, r *http.Request) error {
-	id, err := resourceID(r, "diskEncryptionSets", "desName")
+	id, in, err := authorizedBody[compute.DiskEncryptionSet](h, r, desKind, "write")
 	if err != nil {
-		return err
-	}
-	if err := armhttp.Authorize(r, h.az, desAction+"write", id.String()); err != nil {
-		return err
-	}
-	var in compute.DiskEncryptionSet
-	if err := azure.DecodeJSON(r, azure.MaxBody, azure.CodeInvalidRequestContent, false, &in); err != nil {
 		return err
 	}
 	if err := checkBodyID(id, compute.TypeDES, in.ID, in.Name, in.Type); err != nil {
@@ -64,26 +51,16 @@ func (h *handlers) desLRO(w http.ResponseWriter, r *http.Request, des compute.Di
 }
 
 func (h *handlers) patchDES(w http.ResponseWriter, r *http.Request) error {
-	id, err := resourceID(r, "diskEncryptionSets", "desName")
+	id, u, err := authorizedBody[compute.DESUpdate](h, r, desKind, "write")
 	if err != nil {
-		return err
-	}
-	if err := armhttp.Authorize(r, h.az, desAction+"write", id.String()); err != nil {
-		return err
-	}
-	var u compute.DESUpdate
-	if err := azure.DecodeJSON(r, azure.MaxBody, azure.CodeInvalidRequestContent, false, &u); err != nil {
 		return err
 	}
 	if err := h.assignIdentities(r, u.Identity); err != nil {
 		return err
 	}
 	old, err := h.svc.GetDES(r.Context(), id.String())
-	if errors.Is(err, compute.ErrNotFound) {
-		return notFound(compute.TypeDES, id.Name(), id.ResourceGroup)
-	}
 	if err != nil {
-		return err
+		return desKind.found(id, err)
 	}
 	des, err := h.svc.PatchDES(r.Context(), id, u)
 	if err != nil {
@@ -94,91 +71,35 @@ func (h *handlers) patchDES(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handlers) getDES(w http.ResponseWriter, r *http.Request) error {
-	id, err := resourceID(r, "diskEncryptionSets", "desName")
-	if err != nil {
-		return err
-	}
-	if err := armhttp.Authorize(r, h.az, desAction+"read", id.String()); err != nil {
-		return err
-	}
-	des, err := h.svc.GetDES(r.Context(), id.String())
-	if errors.Is(err, compute.ErrNotFound) {
-		return notFound(compute.TypeDES, id.Name(), id.ResourceGroup)
-	}
-	if err != nil {
-		return err
-	}
-	azure.WriteJSON(w, http.StatusOK, des)
-	return nil
+	return serveGet(h, w, r, desKind, "read", h.svc.GetDES)
 }
 
 func (h *handlers) deleteDES(w http.ResponseWriter, r *http.Request) error {
-	id, err := resourceID(r, "diskEncryptionSets", "desName")
-	if err != nil {
-		return err
-	}
-	if err := armhttp.Authorize(r, h.az, desAction+"delete", id.String()); err != nil {
-		return err
-	}
-	des, _ := h.svc.GetDES(r.Context(), id.String())
-	existed, err := h.svc.DeleteDES(r.Context(), id.String())
-	if err != nil {
-		return mapErr(err)
-	}
-	if !existed {
-		w.WriteHeader(http.StatusNoContent)
-		return nil
-	}
-	return h.lro(w, r, des.Location, des.ID, http.StatusAccepted, nil, nil, true)
+	return h.serveDelete(w, r, desKind, func(ctx context.Context, id string) (string, string) {
+		des, _ := h.svc.GetDES(ctx, id)
+		return des.Location, des.ID
+	}, h.svc.DeleteDES)
 }
 
 func (h *handlers) desAssociated(w http.ResponseWriter, r *http.Request) error {
-	id, err := resourceID(r, "diskEncryptionSets", "desName")
-	if err != nil {
-		return err
-	}
-	if err := armhttp.Authorize(r, h.az, desAction+"read", id.String()); err != nil {
-		return err
-	}
-	ids, err := h.svc.AssociatedResources(r.Context(), id.String())
-	if errors.Is(err, compute.ErrNotFound) {
-		return notFound(compute.TypeDES, id.Name(), id.ResourceGroup)
-	}
-	if err != nil {
-		return err
-	}
-	if ids == nil {
-		ids = []string{}
-	}
-	azure.WriteJSON(w, http.StatusOK, azure.Page[string]{Value: ids})
-	return nil
+	return serveGet(h, w, r, desKind, "read", func(ctx context.Context, id string) (azure.Page[string], error) {
+		ids, err := h.svc.AssociatedResources(ctx, id)
+		if ids == nil {
+			ids = []string{}
+		}
+		return azure.Page[string]{Value: ids}, err
+	})
 }
 
 func (h *handlers) listDES(w http.ResponseWriter, r *http.Request) error {
-	sub, rg, scope := listScope(r)
-	if err := armhttp.Authorize(r, h.az, desAction+"read", scope); err != nil {
-		return err
-	}
-	list, err := h.svc.ListDES(r.Context(), sub, rg)
-	if err != nil {
-		return err
-	}
-	azure.WriteJSON(w, http.StatusOK, azure.Page[compute.DiskEncryptionSet]{Value: list})
-	return nil
+	return serveList(h, w, r, desKind, h.svc.ListDES)
 }
 
 // --- disks ---
 
 func (h *handlers) putDisk(w http.ResponseWriter, r *http.Request) error {
-	id, err := resourceID(r, "disks", "diskName")
+	id, in, err := authorizedBody[compute.Disk](h, r, diskKind, "write")
 	if err != nil {
-		return err
-	}
-	if err := armhttp.Authorize(r, h.az, diskAction+"write", id.String()); err != nil {
-		return err
-	}
-	var in compute.Disk
-	if err := azure.DecodeJSON(r, azure.MaxBody, azure.CodeInvalidRequestContent, false, &in); err != nil {
 		return err
 	}
 	if err := checkBodyID(id, compute.TypeDisk, in.ID, in.Name, in.Type); err != nil {
@@ -187,7 +108,7 @@ func (h *handlers) putDisk(w http.ResponseWriter, r *http.Request) error {
 	// Using a DES needs read on it (Azure: diskEncryptionSets/read).
 	for _, des := range []string{encDES(&in), secDES(&in)} {
 		if des != "" {
-			if err := armhttp.Authorize(r, h.az, desAction+"read", strings.TrimRight(des, "/")); err != nil {
+			if err := armhttp.Authorize(r, h.az, desKind.action+"read", strings.TrimRight(des, "/")); err != nil {
 				return err
 			}
 		}
@@ -216,121 +137,60 @@ func secDES(d *compute.Disk) string {
 }
 
 func (h *handlers) patchDisk(w http.ResponseWriter, r *http.Request) error {
-	id, err := resourceID(r, "disks", "diskName")
+	id, u, err := authorizedBody[compute.DiskUpdate](h, r, diskKind, "write")
 	if err != nil {
-		return err
-	}
-	if err := armhttp.Authorize(r, h.az, diskAction+"write", id.String()); err != nil {
-		return err
-	}
-	var u compute.DiskUpdate
-	if err := azure.DecodeJSON(r, azure.MaxBody, azure.CodeInvalidRequestContent, false, &u); err != nil {
 		return err
 	}
 	d, err := h.svc.PatchDisk(r.Context(), id.String(), u)
-	if errors.Is(err, compute.ErrNotFound) {
-		return notFound(compute.TypeDisk, id.Name(), id.ResourceGroup)
-	}
 	if err != nil {
-		return mapErr(err)
+		return mapErr(diskKind.found(id, err))
 	}
 	return h.lro(w, r, d.Location, d.ID, http.StatusAccepted, d, nil, false)
 }
 
 func (h *handlers) getDisk(w http.ResponseWriter, r *http.Request) error {
-	id, err := resourceID(r, "disks", "diskName")
-	if err != nil {
-		return err
-	}
-	if err := armhttp.Authorize(r, h.az, diskAction+"read", id.String()); err != nil {
-		return err
-	}
-	d, err := h.svc.GetDisk(r.Context(), id.String())
-	if errors.Is(err, compute.ErrNotFound) {
-		return notFound(compute.TypeDisk, id.Name(), id.ResourceGroup)
-	}
-	if err != nil {
-		return err
-	}
-	azure.WriteJSON(w, http.StatusOK, d)
-	return nil
+	return serveGet(h, w, r, diskKind, "read", h.svc.GetDisk)
 }
 
 func (h *handlers) deleteDisk(w http.ResponseWriter, r *http.Request) error {
-	id, err := resourceID(r, "disks", "diskName")
-	if err != nil {
-		return err
-	}
-	if err := armhttp.Authorize(r, h.az, diskAction+"delete", id.String()); err != nil {
-		return err
-	}
-	d, _ := h.svc.GetDisk(r.Context(), id.String())
-	existed, err := h.svc.DeleteDisk(r.Context(), id.String())
-	if err != nil {
-		return mapErr(err)
-	}
-	if !existed {
-		w.WriteHeader(http.StatusNoContent)
-		return nil
-	}
-	return h.lro(w, r, d.Location, d.ID, http.StatusAccepted, nil, nil, true)
+	return h.serveDelete(w, r, diskKind, func(ctx context.Context, id string) (string, string) {
+		d, _ := h.svc.GetDisk(ctx, id)
+		return d.Location, d.ID
+	}, h.svc.DeleteDisk)
 }
 
 func (h *handlers) listDisks(w http.ResponseWriter, r *http.Request) error {
-	sub, rg, scope := listScope(r)
-	if err := armhttp.Authorize(r, h.az, diskAction+"read", scope); err != nil {
-		return err
-	}
-	list, err := h.svc.ListDisks(r.Context(), sub, rg)
-	if err != nil {
-		return err
-	}
-	azure.WriteJSON(w, http.StatusOK, azure.Page[compute.Disk]{Value: list})
-	return nil
+	return serveList(h, w, r, diskKind, h.svc.ListDisks)
+}
+
+// accessRequest is beginGetAccess's body.
+type accessRequest struct {
+	Access            string `json:"access"`
+	DurationInSeconds int32  `json:"durationInSeconds"`
 }
 
 // beginGetAccess answers 200 with the AccessURI at once (armcompute's
 // poller is then done with the first response).
 func (h *handlers) beginGetAccess(w http.ResponseWriter, r *http.Request) error {
-	id, err := resourceID(r, "disks", "diskName")
+	id, in, err := authorizedBody[accessRequest](h, r, diskKind, "beginGetAccess/action")
 	if err != nil {
-		return err
-	}
-	if err := armhttp.Authorize(r, h.az, diskAction+"beginGetAccess/action", id.String()); err != nil {
-		return err
-	}
-	var in struct {
-		Access            string `json:"access"`
-		DurationInSeconds int32  `json:"durationInSeconds"`
-	}
-	if err := azure.DecodeJSON(r, azure.MaxBody, azure.CodeInvalidRequestContent, false, &in); err != nil {
 		return err
 	}
 	url, err := h.svc.GrantAccess(r.Context(), id.String(), in.Access, in.DurationInSeconds)
-	if errors.Is(err, compute.ErrNotFound) {
-		return notFound(compute.TypeDisk, id.Name(), id.ResourceGroup)
-	}
 	if err != nil {
-		return mapErr(err)
+		return mapErr(diskKind.found(id, err))
 	}
 	azure.WriteJSON(w, http.StatusOK, map[string]string{"accessSAS": url})
 	return nil
 }
 
 func (h *handlers) endGetAccess(w http.ResponseWriter, r *http.Request) error {
-	id, err := resourceID(r, "disks", "diskName")
+	id, err := h.authorized(r, diskKind, "endGetAccess/action")
 	if err != nil {
 		return err
 	}
-	if err := armhttp.Authorize(r, h.az, diskAction+"endGetAccess/action", id.String()); err != nil {
-		return err
-	}
-	err = h.svc.RevokeAccess(r.Context(), id.String())
-	if errors.Is(err, compute.ErrNotFound) {
-		return notFound(compute.TypeDisk, id.Name(), id.ResourceGroup)
-	}
-	if err != nil {
-		return mapErr(err)
+	if err := h.svc.RevokeAccess(r.Context(), id.String()); err != nil {
+		return mapErr(diskKind.found(id, err))
 	}
 	w.WriteHeader(http.StatusOK)
 	return nil
@@ -339,15 +199,8 @@ func (h *handlers) endGetAccess(w http.ResponseWriter, r *http.Request) error {
 // --- virtual machines ---
 
 func (h *handlers) putVM(w http.ResponseWriter, r *http.Request) error {
-	id, err := resourceID(r, "virtualMachines", "vmName")
+	id, in, err := authorizedBody[compute.VirtualMachine](h, r, vmKind, "write")
 	if err != nil {
-		return err
-	}
-	if err := armhttp.Authorize(r, h.az, vmAction+"write", id.String()); err != nil {
-		return err
-	}
-	var in compute.VirtualMachine
-	if err := azure.DecodeJSON(r, azure.MaxBody, azure.CodeInvalidRequestContent, false, &in); err != nil {
 		return err
 	}
 	if err := checkBodyID(id, compute.TypeVM, in.ID, in.Name, in.Type); err != nil {
@@ -370,104 +223,47 @@ func (h *handlers) putVM(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handlers) patchVM(w http.ResponseWriter, r *http.Request) error {
-	id, err := resourceID(r, "virtualMachines", "vmName")
+	id, in, err := authorizedBody[compute.VirtualMachine](h, r, vmKind, "write")
 	if err != nil {
-		return err
-	}
-	if err := armhttp.Authorize(r, h.az, vmAction+"write", id.String()); err != nil {
-		return err
-	}
-	var in compute.VirtualMachine
-	if err := azure.DecodeJSON(r, azure.MaxBody, azure.CodeInvalidRequestContent, false, &in); err != nil {
 		return err
 	}
 	if err := h.assignIdentities(r, in.Identity); err != nil {
 		return err
 	}
 	vm, err := h.svc.PatchVM(r.Context(), id.String(), in)
-	if errors.Is(err, compute.ErrNotFound) {
-		return notFound(compute.TypeVM, id.Name(), id.ResourceGroup)
-	}
 	if err != nil {
-		return mapErr(err)
+		return mapErr(vmKind.found(id, err))
 	}
 	return h.lro(w, r, vm.Location, vm.ID, http.StatusOK, vm, nil, false)
 }
 
 func (h *handlers) getVM(w http.ResponseWriter, r *http.Request) error {
-	id, err := resourceID(r, "virtualMachines", "vmName")
-	if err != nil {
-		return err
-	}
-	if err := armhttp.Authorize(r, h.az, vmAction+"read", id.String()); err != nil {
-		return err
-	}
 	view := strings.Contains(strings.ToLower(r.URL.Query().Get("$expand")), "instanceview")
-	vm, err := h.svc.GetVM(r.Context(), id.String(), view)
-	if errors.Is(err, compute.ErrNotFound) {
-		return notFound(compute.TypeVM, id.Name(), id.ResourceGroup)
-	}
-	if err != nil {
-		return err
-	}
-	azure.WriteJSON(w, http.StatusOK, vm)
-	return nil
+	return serveGet(h, w, r, vmKind, "read", func(ctx context.Context, id string) (compute.VirtualMachine, error) {
+		return h.svc.GetVM(ctx, id, view)
+	})
 }
 
 func (h *handlers) instanceView(w http.ResponseWriter, r *http.Request) error {
-	id, err := resourceID(r, "virtualMachines", "vmName")
-	if err != nil {
-		return err
-	}
-	if err := armhttp.Authorize(r, h.az, vmAction+"instanceView/read", id.String()); err != nil {
-		return err
-	}
-	iv, err := h.svc.InstanceView(r.Context(), id.String())
-	if errors.Is(err, compute.ErrNotFound) {
-		return notFound(compute.TypeVM, id.Name(), id.ResourceGroup)
-	}
-	if err != nil {
-		return err
-	}
-	azure.WriteJSON(w, http.StatusOK, iv)
-	return nil
+	return serveGet(h, w, r, vmKind, "instanceView/read", h.svc.InstanceView)
 }
 
 func (h *handlers) deleteVM(w http.ResponseWriter, r *http.Request) error {
-	id, err := resourceID(r, "virtualMachines", "vmName")
-	if err != nil {
-		return err
-	}
-	if err := armhttp.Authorize(r, h.az, vmAction+"delete", id.String()); err != nil {
-		return err
-	}
-	vm, _ := h.svc.GetVM(r.Context(), id.String(), false)
-	existed, err := h.svc.DeleteVM(r.Context(), id.String())
-	if err != nil {
-		return mapErr(err)
-	}
-	if !existed {
-		w.WriteHeader(http.StatusNoContent)
-		return nil
-	}
-	return h.lro(w, r, vm.Location, vm.ID, http.StatusAccepted, nil, nil, true)
+	return h.serveDelete(w, r, vmKind, func(ctx context.Context, id string) (string, string) {
+		vm, _ := h.svc.GetVM(ctx, id, false)
+		return vm.Location, vm.ID
+	}, h.svc.DeleteVM)
 }
 
 func (h *handlers) power(action string) func(w http.ResponseWriter, r *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		id, err := resourceID(r, "virtualMachines", "vmName")
+		id, err := h.authorized(r, vmKind, action+"/action")
 		if err != nil {
-			return err
-		}
-		if err := armhttp.Authorize(r, h.az, vmAction+action+"/action", id.String()); err != nil {
 			return err
 		}
 		vm, err := h.svc.GetVM(r.Context(), id.String(), false)
-		if errors.Is(err, compute.ErrNotFound) {
-			return notFound(compute.TypeVM, id.Name(), id.ResourceGroup)
-		}
 		if err != nil {
-			return err
+			return vmKind.found(id, err)
 		}
 		err = h.svc.Power(r.Context(), vm.ID, action)
 		return h.lro(w, r, vm.Location, vm.ID, http.StatusAccepted, nil, err, true)
@@ -475,14 +271,5 @@ func (h *handlers) power(action string) func(w http.ResponseWriter, r *http.Requ
 }
 
 func (h *handlers) listVMs(w http.ResponseWriter, r *http.Request) error {
-	sub, rg, scope := listScope(r)
-	if err := armhttp.Authorize(r, h.az, vmAction+"read", scope); err != nil {
-		return err
-	}
-	list, err := h.svc.ListVMs(r.Context(), sub, rg)
-	if err != nil {
-		return err
-	}
-	azure.WriteJSON(w, http.StatusOK, azure.Page[compute.VirtualMachine]{Value: list})
-	return nil
+	return serveList(h, w, r, vmKind, h.svc.ListVMs)
 }
