@@ -10,10 +10,11 @@ import (
 // TestSKRDemo runs seed 000 end to end over HTTPS (SDK, REST and the guest
 // agent) and checks every step held, including the four refusals' codes.
 func TestSKRDemo(t *testing.T) {
-	var out bytes.Buffer
-	if err := Run(t.Context(), Config{Out: &out}, "skr"); err != nil {
+	var out, logs bytes.Buffer
+	if err := Run(t.Context(), Config{Out: &out, Logs: &logs}, "skr"); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
+	assertNoSecretsLogged(t, logs.String())
 	if got := strings.Count(out.String(), " ok "); got != len(skrSteps) {
 		t.Errorf("%d steps ok, want %d:\n%s", got, len(skrSteps), out.String())
 	}
@@ -48,10 +49,11 @@ func TestUnknownScenario(t *testing.T) {
 
 // TestCrossTenantDemo runs seed 003 end to end and the customer's kill switch.
 func TestCrossTenantDemo(t *testing.T) {
-	var out bytes.Buffer
-	if err := Run(t.Context(), Config{Out: &out}, "cross-tenant"); err != nil {
+	var out, logs bytes.Buffer
+	if err := Run(t.Context(), Config{Out: &out, Logs: &logs}, "cross-tenant"); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
+	assertNoSecretsLogged(t, logs.String())
 	if got := strings.Count(out.String(), " ok "); got != len(crossTenantSteps) {
 		t.Errorf("%d steps ok, want %d:\n%s", got, len(crossTenantSteps), out.String())
 	}
