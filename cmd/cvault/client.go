@@ -80,3 +80,47 @@ func (f *clientFlags) printSecret(w io.Writer, label, secret string) {
 		fmt.Fprintf(w, "%s (shown once, store it now): %s\n", label, secret)
 	}
 }
+
+// armPath names the ARM path of a resource ("" = its collection).
+type armPath func(ctx context.Context, c *client.Client, name string) (string, error)
+
+// armVerb is the RunE of a verb that sends one ARM request to the path of
+// its first argument (the collection without one), plus suffix, with body,
+// and prints the answer.
+func (f *clientFlags) armVerb(path armPath, method, version string, body func([]string) any, suffix func([]string) string, cols []output.Column) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		return f.run(cmd, cols, func(ctx context.Context, c *client.Client) (any, error) {
+			name := ""
+			if len(args) > 0 {
+				name = args[0]
+			}
+			p, err := path(ctx, c, name)
+			if err != nil {
+				return nil, err
+			}
+			if suffix != nil {
+				p += suffix(args)
+			}
+			var b any
+			if body != nil {
+				b = body(args)
+			}
+			var v map[string]any
+			return v, c.ARM(ctx, method, p, version, b, &v)
+		})
+	}
+}
+
+// armDeleteVerb is the RunE of a verb that deletes the resource named by
+// its first argument and waits for the operation.
+func (f *clientFlags) armDeleteVerb(path armPath, version string) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		return f.run(cmd, nil, func(ctx context.Context, c *client.Client) (any, error) {
+			p, err := path(ctx, c, args[0])
+			if err != nil {
+				return nil, err
+			}
+			return nil, c.ARMDelete(ctx, p, version)
+		})
+	}
+}

@@ -65,21 +65,8 @@ bf7b6499-ff71-4aa2-97a4-f372087be7f0) to hold get and release on its exportable 
 	cols := []outputColumn{col("NAME", "name"), col("TYPE", "properties.encryptionType"), col("STATE", "properties.provisioningState"),
 		col("ACTIVE KEY", "properties.activeKey.keyUrl"), col("ROTATION", "properties.keyRotation.state"),
 		col("ROTATED", "properties.keyRotation.disksRotated"), col("OF", "properties.keyRotation.disksTotal")}
-	show := &cobra.Command{
-		Use:   "show NAME",
-		Short: "Show a disk encryption set with its key rotation state",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return f.run(cmd, cols, func(ctx context.Context, c *client.Client) (any, error) {
-				p, err := path(ctx, c, args[0])
-				if err != nil {
-					return nil, err
-				}
-				var v map[string]any
-				return v, c.ARM(ctx, http.MethodGet, p, desAPIVersion, nil, &v)
-			})
-		},
-	}
+	show := &cobra.Command{Use: "show NAME", Short: "Show a disk encryption set with its key rotation state", Args: cobra.ExactArgs(1),
+		RunE: f.armVerb(path, http.MethodGet, desAPIVersion, nil, nil, cols)}
 
 	var keyURL string
 	var resume, noWait bool

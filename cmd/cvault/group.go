@@ -35,66 +35,15 @@ func newGroupCmd() *cobra.Command {
 	}
 
 	var location string
-	create := &cobra.Command{
-		Use:   "create NAME",
-		Short: "Create (or update) a resource group",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return f.run(cmd, cols, func(ctx context.Context, c *client.Client) (any, error) {
-				p, err := path(ctx, c, args[0])
-				if err != nil {
-					return nil, err
-				}
-				var v map[string]any
-				return v, c.ARM(ctx, http.MethodPut, p, client.VersionResources, map[string]string{"location": location}, &v)
-			})
-		},
-	}
+	create := &cobra.Command{Use: "create NAME", Short: "Create (or update) a resource group", Args: cobra.ExactArgs(1),
+		RunE: f.armVerb(path, http.MethodPut, client.VersionResources, func([]string) any { return map[string]string{"location": location} }, nil, cols)}
 	create.Flags().StringVarP(&location, "location", "l", "westeurope", "Azure region")
-	list := &cobra.Command{
-		Use:   "list",
-		Short: "List resource groups",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return f.run(cmd, cols, func(ctx context.Context, c *client.Client) (any, error) {
-				p, err := path(ctx, c, "")
-				if err != nil {
-					return nil, err
-				}
-				var v map[string]any
-				return v, c.ARM(ctx, http.MethodGet, p, client.VersionResources, nil, &v)
-			})
-		},
-	}
-	show := &cobra.Command{
-		Use:   "show NAME",
-		Short: "Show a resource group",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return f.run(cmd, cols, func(ctx context.Context, c *client.Client) (any, error) {
-				p, err := path(ctx, c, args[0])
-				if err != nil {
-					return nil, err
-				}
-				var v map[string]any
-				return v, c.ARM(ctx, http.MethodGet, p, client.VersionResources, nil, &v)
-			})
-		},
-	}
-	del := &cobra.Command{
-		Use:   "delete NAME",
-		Short: "Delete a resource group and wait for the operation",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return f.run(cmd, nil, func(ctx context.Context, c *client.Client) (any, error) {
-				p, err := path(ctx, c, args[0])
-				if err != nil {
-					return nil, err
-				}
-				return nil, c.ARMDelete(ctx, p, client.VersionResources)
-			})
-		},
-	}
+	list := &cobra.Command{Use: "list", Short: "List resource groups", Args: cobra.NoArgs,
+		RunE: f.armVerb(path, http.MethodGet, client.VersionResources, nil, nil, cols)}
+	show := &cobra.Command{Use: "show NAME", Short: "Show a resource group", Args: cobra.ExactArgs(1),
+		RunE: f.armVerb(path, http.MethodGet, client.VersionResources, nil, nil, cols)}
+	del := &cobra.Command{Use: "delete NAME", Short: "Delete a resource group and wait for the operation", Args: cobra.ExactArgs(1),
+		RunE: f.armDeleteVerb(path, client.VersionResources)}
 	cmd.AddCommand(create, list, show, del)
 	return cmd
 }

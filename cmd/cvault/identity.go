@@ -48,27 +48,7 @@ written to --secret-file (0600) without being printed.`,
 		return p, nil
 	}
 	get := func(method string, body func([]string) any, suffix func([]string) string, cols []outputColumn) func(*cobra.Command, []string) error {
-		return func(cmd *cobra.Command, args []string) error {
-			return f.run(cmd, cols, func(ctx context.Context, c *client.Client) (any, error) {
-				name := ""
-				if len(args) > 0 {
-					name = args[0]
-				}
-				p, err := path(ctx, c, name)
-				if err != nil {
-					return nil, err
-				}
-				if suffix != nil {
-					p += suffix(args)
-				}
-				var b any
-				if body != nil {
-					b = body(args)
-				}
-				var v map[string]any
-				return v, c.ARM(ctx, method, p, client.VersionMSI, b, &v)
-			})
-		}
+		return f.armVerb(path, method, client.VersionMSI, body, suffix, cols)
 	}
 
 	var location string
@@ -83,20 +63,8 @@ written to --secret-file (0600) without being printed.`,
 		RunE: get(http.MethodGet, nil, nil, cols)}
 	list := &cobra.Command{Use: "list", Short: "List user-assigned identities (in -g, or the subscription)", Args: cobra.NoArgs,
 		RunE: get(http.MethodGet, nil, nil, cols)}
-	del := &cobra.Command{
-		Use:   "delete NAME",
-		Short: "Delete a user-assigned identity",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return f.run(cmd, nil, func(ctx context.Context, c *client.Client) (any, error) {
-				p, err := path(ctx, c, args[0])
-				if err != nil {
-					return nil, err
-				}
-				return nil, c.ARMDelete(ctx, p, client.VersionMSI)
-			})
-		},
-	}
+	del := &cobra.Command{Use: "delete NAME", Short: "Delete a user-assigned identity", Args: cobra.ExactArgs(1),
+		RunE: f.armDeleteVerb(path, client.VersionMSI)}
 
 	var secretFile string
 	secret := &cobra.Command{
