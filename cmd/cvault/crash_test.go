@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"crypto/rand"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,7 +21,6 @@ import (
 
 	"github.com/cvault/cvault/internal/app"
 	"github.com/cvault/cvault/internal/localdial"
-	"github.com/cvault/cvault/internal/store/postgres/pgtest"
 )
 
 var (
@@ -162,18 +160,7 @@ func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 	}
 	bin := cvaultBinary(t)
 	t.Run("embedded", func(t *testing.T) { crashAndCheck(t, bin, nil) })
-	t.Run("postgres", func(t *testing.T) {
-		url := pgtest.URL(t)
-		schema := pgtest.NewSchema(t, url)
-		key := make([]byte, 32)
-		rand.Read(key)
-		sep := "?"
-		if strings.Contains(url, "?") {
-			sep = "&"
-		}
-		storeURL := url + sep + "search_path=" + schema
-		crashAndCheck(t, bin, []string{"CVAULT_ROOT_KEY=" + hex.EncodeToString(key), "CVAULT_STORE=" + storeURL})
-	})
+	t.Run("postgres", func(t *testing.T) { env, _, _ := pgServeEnv(t); crashAndCheck(t, bin, env) })
 }
 
 func crashAndCheck(t *testing.T, bin string, env []string) {

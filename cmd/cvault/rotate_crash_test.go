@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -26,7 +25,6 @@ import (
 	"github.com/cvault/cvault/internal/compute"
 	"github.com/cvault/cvault/internal/demo"
 	"github.com/cvault/cvault/internal/localdial"
-	"github.com/cvault/cvault/internal/store/postgres/pgtest"
 )
 
 // remoteEnv is a demo.Env for a `cvault serve` subprocess, so the demo's
@@ -62,17 +60,7 @@ func TestRotationCrashSafety(t *testing.T) {
 	}
 	bin := cvaultBinary(t)
 	t.Run("embedded", func(t *testing.T) { rotationCrash(t, bin, nil) })
-	t.Run("postgres", func(t *testing.T) {
-		url := pgtest.URL(t)
-		schema := pgtest.NewSchema(t, url)
-		key := make([]byte, 32)
-		rand.Read(key)
-		sep := "?"
-		if strings.Contains(url, "?") {
-			sep = "&"
-		}
-		rotationCrash(t, bin, []string{"CVAULT_ROOT_KEY=" + hex.EncodeToString(key), "CVAULT_STORE=" + url + sep + "search_path=" + schema})
-	})
+	t.Run("postgres", func(t *testing.T) { env, _, _ := pgServeEnv(t); rotationCrash(t, bin, env) })
 }
 
 func rotationCrash(t *testing.T, bin string, env []string) {
