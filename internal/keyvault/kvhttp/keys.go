@@ -539,7 +539,7 @@ func (h *handlers) crypto(opName string) route.HandlerFunc {
 			return err
 		}
 		var b opBody
-		if err := decode(r, &b); err != nil {
+		if err := decodeOp(r, &b); err != nil {
 			return err
 		}
 		if b.Alg == "" {

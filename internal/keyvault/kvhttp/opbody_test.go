@@ -1,0 +1,68 @@
+package kvhttp
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+
+	"github.com/cvault/cvault/internal/azure"
+)
+
+var opBodySeeds = []string{
+	`{"alg":"A256KW","value":"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE"}`,
+	` { "alg" : "RSA-OAEP-256" , "value" : "AQID" , "extra":"x" } `,
+	`{"alg":"A256GCM","value":"AQID","iv":"AAAAAAAAAAAAAAAA","aad":"AQ==","tag":"AQID"}`,
+	`{"alg":"ES256","value":"AQID","digest":"AQID"}`,
+	`{"alg":"RS256","value":"AQID","value":"BAU"}`,
+	`{}`,
+	`{"ALG":"RS256","value":"AQID"}`,
+	`{"alg":"RS256","value":"not base64!"}`,
+	`{"alg":"RS256","value":null}`,
+	`{"alg":"RS256","value":"AQID",}`,
+	`{"alg":"RS\u0032","value":"AQID"}`,
+	`{"alg":"RS256","value":"AQID"} x`,
+	`{"alg":"RS256","value":"AQID"`,
+	`{"alg":1}`,
+	`{"alg":"RS256","n":{"a":1}}`,
+	``,
+	`[]`,
+}
+
+// TestScanOpAgreesWithDecoder checks the fast path on the seeds: whatever
+// scanOp accepts, encoding/json decodes to the same value.
+func TestScanOpAgreesWithDecoder(t *testing.T) {
+	accepted := 0
+	for _, s := range opBodySeeds {
+		if checkScanOp(t, []byte(s)) {
+			accepted++
+		}
+	}
+	if accepted < 5 {
+		t.Errorf("scanOp accepted %d seeds, want the 5 plain ones at least", accepted)
+	}
+}
+
+func checkScanOp(t *testing.T, raw []byte) bool {
+	t.Helper()
+	var fast opBody
+	if !scanOp(raw, &fast) {
+		return false
+	}
+	var full opBody
+	if err := azure.UnmarshalJSON(raw, azure.CodeBadParameter, false, &full); err != nil {
+		t.Fatalf("scanOp accepted %q, the decoder refuses it: %v", raw, err)
+	}
+	if !reflect.DeepEqual(fast, full) {
+		f, _ := json.Marshal(fast)
+		g, _ := json.Marshal(full)
+		t.Fatalf("scanOp(%q) = %s, decoder = %s", raw, f, g)
+	}
+	return true
+}
+
+func FuzzScanOp(f *testing.F) {
+	for _, s := range opBodySeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) { checkScanOp(t, raw) })
+}
