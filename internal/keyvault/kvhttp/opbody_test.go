@@ -1,7 +1,10 @@
 package kvhttp
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
+	"net/http"
 	"reflect"
 	"testing"
 
@@ -65,4 +68,28 @@ func FuzzScanOp(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) { checkScanOp(t, raw) })
+}
+
+// BenchmarkDecodeOp compares the full decoder with decodeOp on a wrapKey
+// body as azkeys sends it (body read included in both).
+func BenchmarkDecodeOp(b *testing.B) {
+	body := []byte(opBodySeeds[0])
+	for _, c := range []struct {
+		name string
+		dec  func(*http.Request, *opBody) error
+	}{
+		{"encoding-json", func(r *http.Request, v *opBody) error { return decode(r, v) }},
+		{"decodeOp", decodeOp},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				r := &http.Request{Body: io.NopCloser(bytes.NewReader(body))}
+				var v opBody
+				if err := c.dec(r, &v); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
