@@ -587,7 +587,7 @@ func (h *handlers) crypto(opName string) route.HandlerFunc {
 		if err != nil {
 			return mapErr(err)
 		}
-		azure.WriteJSON(w, http.StatusOK, res)
+		writeOpResult(w, &res)
 		return nil
 	}
 }

@@ -1,6 +1,8 @@
 package kvhttp
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"strings"
 
@@ -123,4 +125,50 @@ func skipWS(raw []byte, i int) int {
 		i++
 	}
 	return i
+}
+
+// appendJSON appends res as encoding/json would marshal it, without
+// reflection and without json's re-validation of jwk.Bytes' output.
+func (res *opResultJSON) appendJSON(dst []byte) []byte {
+	dst = append(dst, `{"kid":`...)
+	dst = appendJSONString(dst, res.KID)
+	dst = appendB64(append(dst, `,"value":`...), res.Value)
+	for _, f := range [...]struct {
+		name string
+		v    jwk.Bytes
+	}{{`,"iv":`, res.IV}, {`,"tag":`, res.Tag}, {`,"aad":`, res.AAD}} {
+		if len(f.v) > 0 { // omitempty
+			dst = appendB64(append(dst, f.name...), f.v)
+		}
+	}
+	return append(dst, '}')
+}
+
+// appendB64 is jwk.Bytes.MarshalJSON (which encoding/json calls for nil too).
+func appendB64(dst []byte, b jwk.Bytes) []byte {
+	dst = append(dst, '"')
+	dst = base64.RawURLEncoding.AppendEncode(dst, b)
+	return append(dst, '"')
+}
+
+// appendJSONString quotes s as encoding/json does; the characters it would
+// escape (and non-ASCII) take the encoding/json path.
+func appendJSONString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(dst, q...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
+}
+
+// writeOpResult is azure.WriteJSON(w, 200, res) for a key operation's result.
+func writeOpResult(w http.ResponseWriter, res *opResultJSON) {
+	b := res.appendJSON(make([]byte, 0, 64+len(res.KID)+4*(len(res.Value)+len(res.IV)+len(res.Tag)+len(res.AAD))/3))
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
 }

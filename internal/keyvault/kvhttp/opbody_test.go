@@ -93,3 +93,37 @@ func BenchmarkDecodeOp(b *testing.B) {
 		})
 	}
 }
+
+func TestOpResultJSON(t *testing.T) {
+	kid := "https://v.vault.localhost:8443/keys/k/0123456789abcdef0123456789abcdef"
+	for _, res := range []opResultJSON{
+		{KID: kid, Value: []byte{1, 2, 3}},
+		{KID: kid, Value: []byte{}, IV: []byte{4}, Tag: []byte{5, 6}, AAD: []byte("aad")},
+		{KID: kid},
+		{KID: "https://x/keys/<a&b>\"\u00e9\n", Value: []byte{0xff}},
+	} {
+		want, err := json.Marshal(res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := res.appendJSON(nil); string(got) != string(want) {
+			t.Errorf("appendJSON = %s, encoding/json = %s", got, want)
+		}
+	}
+}
+
+func BenchmarkOpResult(b *testing.B) {
+	res := opResultJSON{KID: "https://bench-kv.vault.localhost:8443/keys/oct/0123456789abcdef0123456789abcdef", Value: make([]byte, 40)}
+	b.Run("encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _ = json.Marshal(res)
+		}
+	})
+	b.Run("appendJSON", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = res.appendJSON(make([]byte, 0, 200))
+		}
+	})
+}
