@@ -126,9 +126,6 @@ func (s *Service) UseRead(kr *KeyRead, op string) (*Version, *jwk.PrivateKey, er
 // for Use: the key and version records are read every time and decoded
 // only when they changed.
 func (s *Service) sharedVersion(ctx context.Context, vault *Vault, name, version string) (*Version, error) {
-	if checkKeyName(name) != nil {
-		return nil, notFound(name, version)
-	}
 	var out *Version
 	err := s.st.View(ctx, func(r store.Reader) error {
 		var err error
@@ -144,46 +141,41 @@ func (s *Service) sharedVersionIn(ctx context.Context, r store.Reader, vault *Va
 		return nil, notFound(name, version)
 	}
 	kk := keyKey(vault, name)
-	var out *Version
-	err := func() error {
-		rec, err := r.Get(ctx, KindKey, kk)
-		if errors.Is(err, store.ErrNotFound) {
-			return notFound(name, version)
-		}
-		if err != nil {
-			return fmt.Errorf("key %s: %w", kk, err)
-		}
-		k, err := s.dec.get(rec, func(b []byte) (any, error) {
-			kr := new(keyRecord)
-			return kr, json.Unmarshal(b, kr)
-		})
-		if err != nil {
-			return fmt.Errorf("key %s: %w", kk, err)
-		}
-		kr := k.(*keyRecord)
-		if kr.Deleted != nil {
-			return notFound(name, version)
-		}
-		ver := strings.ToLower(version)
-		if ver == "" {
-			ver = kr.Current
-		}
-		vrec, err := r.Get(ctx, KindKeyVersion, kk+"/"+ver)
-		if errors.Is(err, store.ErrNotFound) {
-			return notFound(name, version)
-		}
-		if err != nil {
-			return fmt.Errorf("key version %s: %w", ver, err)
-		}
-		v, err := s.dec.get(vrec, func(b []byte) (any, error) {
-			v := new(Version)
-			return v, json.Unmarshal(b, v)
-		})
-		if err != nil {
-			return fmt.Errorf("key version %s: %w", ver, err)
-		}
-		out = v.(*Version)
-		return nil
-	}()
-	return out, err
+	rec, err := r.Get(ctx, KindKey, kk)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, notFound(name, version)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("key %s: %w", kk, err)
+	}
+	k, err := s.dec.get(rec, func(b []byte) (any, error) {
+		kr := new(keyRecord)
+		return kr, json.Unmarshal(b, kr)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("key %s: %w", kk, err)
+	}
+	kr := k.(*keyRecord)
+	if kr.Deleted != nil {
+		return nil, notFound(name, version)
+	}
+	ver := strings.ToLower(version)
+	if ver == "" {
+		ver = kr.Current
+	}
+	vrec, err := r.Get(ctx, KindKeyVersion, kk+"/"+ver)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, notFound(name, version)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("key version %s: %w", ver, err)
+	}
+	v, err := s.dec.get(vrec, func(b []byte) (any, error) {
+		v := new(Version)
+		return v, json.Unmarshal(b, v)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("key version %s: %w", ver, err)
+	}
+	return v.(*Version), nil
 }
