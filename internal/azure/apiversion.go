@@ -2,6 +2,7 @@ package azure
 
 import (
 	"net/http"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -51,7 +52,7 @@ func (a APIVersions) String() string {
 
 // CheckAPIVersion validates r's api-version query parameter.
 func CheckAPIVersion(r *http.Request, a APIVersions) error {
-	v := r.URL.Query().Get("api-version")
+	v := apiVersion(r.URL.RawQuery)
 	if v == "" {
 		return Errorf(http.StatusBadRequest, CodeMissingAPIVersion,
 			"The api-version query parameter (?api-version=) is required for all requests.")
@@ -61,4 +62,23 @@ func CheckAPIVersion(r *http.Request, a APIVersions) error {
 			"The api-version '%s' is invalid. The supported versions are '%s'.", v, a)
 	}
 	return nil
+}
+
+// apiVersion is r.URL.Query().Get("api-version") without building the
+// map on every request: a query without escapes ('%', '+') or ';' (which
+// url.ParseQuery refuses) reads the same split on '&'; any other goes
+// through url.ParseQuery.
+func apiVersion(raw string) string {
+	if strings.ContainsAny(raw, "%+;") {
+		q, _ := url.ParseQuery(raw)
+		return q.Get("api-version")
+	}
+	for raw != "" {
+		var part string
+		part, raw, _ = strings.Cut(raw, "&")
+		if k, v, _ := strings.Cut(part, "="); k == "api-version" {
+			return v
+		}
+	}
+	return ""
 }

@@ -18,18 +18,28 @@ const MaxBody = 1 << 20
 // Unknown fields are ignored, as Azure ignores them. An empty body is
 // treated as "{}" when emptyOK.
 func DecodeJSON(r *http.Request, limit int64, badCode string, emptyOK bool, v any) error {
+	raw, err := ReadBody(r, limit, badCode)
+	if err != nil {
+		return err
+	}
+	return UnmarshalJSON(raw, badCode, emptyOK, v)
+}
+
+// ReadBody is DecodeJSON's reading half: the whole body, at most limit
+// bytes (0 = MaxBody; more is 413), for handlers that parse it themselves.
+func ReadBody(r *http.Request, limit int64, badCode string) ([]byte, error) {
 	if limit <= 0 {
 		limit = MaxBody
 	}
 	raw, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
-		return Errorf(http.StatusBadRequest, badCode, "The request body could not be read.").Wrap(err)
+		return nil, Errorf(http.StatusBadRequest, badCode, "The request body could not be read.").Wrap(err)
 	}
 	if int64(len(raw)) > limit {
-		return Errorf(http.StatusRequestEntityTooLarge, CodeRequestTooLarge,
+		return nil, Errorf(http.StatusRequestEntityTooLarge, CodeRequestTooLarge,
 			"The request body is larger than the limit of %d bytes.", limit)
 	}
-	return UnmarshalJSON(raw, badCode, emptyOK, v)
+	return raw, nil
 }
 
 // UnmarshalJSON is DecodeJSON's parsing half, for bodies already read.

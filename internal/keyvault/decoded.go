@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/cvault/cvault/internal/jwk"
+
 	"github.com/cvault/cvault/internal/store"
 )
 
@@ -51,8 +53,8 @@ func (d *decoded) get(rec store.Record, into func([]byte) (any, error)) (any, er
 
 // sharedVault returns an active vault by name for read-only use on the
 // data plane's hot path.
-func (s *Service) sharedVault(ctx context.Context, name string) (*Vault, error) {
-	rec, err := s.st.Get(ctx, KindVault, strings.ToLower(name))
+func (s *Service) sharedVault(ctx context.Context, r store.Reader, name string) (*Vault, error) {
+	rec, err := r.Get(ctx, KindVault, strings.ToLower(name))
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, errf(ErrVaultNotFound, "The vault '%s' was not found.", name)
 	}
@@ -76,57 +78,104 @@ func (s *Service) sharedVault(ctx context.Context, name string) (*Vault, error) 
 // DataVault is VaultByName for the data plane: the vault it returns is
 // shared with other requests and must not be modified.
 func (s *Service) DataVault(ctx context.Context, name string) (*Vault, error) {
-	return s.sharedVault(ctx, name)
+	return s.sharedVault(ctx, s.st, name)
+}
+
+// KeyRead is a vault and one of its key versions read together, in one
+// store read transaction, for a cryptographic operation on the data plane.
+// The key's state is as fresh as that read (every request reads again; a
+// disabled key stops at once). Both are shared: read-only.
+type KeyRead struct {
+	Vault   *Vault
+	version *Version
+	err     error // why the version could not be read, kept until the caller has authorized
+}
+
+// ReadKey reads vault vaultName and the version ("" = current) of its key
+// name in one read transaction, so that a data-plane request costs one
+// store read. It fails only when the vault cannot be read: a missing key
+// is reported by UseRead, after the caller's tenant and authorization
+// checks (which must run outside any store transaction), so that a caller
+// without permission does not learn whether the key exists.
+func (s *Service) ReadKey(ctx context.Context, vaultName, name, version string) (*KeyRead, error) {
+	var kr KeyRead
+	err := s.st.View(ctx, func(r store.Reader) error {
+		v, err := s.sharedVault(ctx, r, vaultName)
+		if err != nil {
+			return err
+		}
+		kr.Vault = v
+		kr.version, kr.err = s.sharedVersionIn(ctx, r, v, name, version)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &kr, nil
+}
+
+// UseRead is Use on a version read by ReadKey.
+func (s *Service) UseRead(kr *KeyRead, op string) (*Version, *jwk.PrivateKey, error) {
+	if kr.err != nil {
+		return nil, nil, kr.err
+	}
+	return s.usable(kr.version, op)
 }
 
 // sharedVersion resolves a live key's version ("" = current) read-only,
 // for Use: the key and version records are read every time and decoded
 // only when they changed.
 func (s *Service) sharedVersion(ctx context.Context, vault *Vault, name, version string) (*Version, error) {
+	var out *Version
+	err := s.st.View(ctx, func(r store.Reader) error {
+		var err error
+		out, err = s.sharedVersionIn(ctx, r, vault, name, version)
+		return err
+	})
+	return out, err
+}
+
+// sharedVersionIn is sharedVersion inside read transaction r.
+func (s *Service) sharedVersionIn(ctx context.Context, r store.Reader, vault *Vault, name, version string) (*Version, error) {
 	if checkKeyName(name) != nil {
 		return nil, notFound(name, version)
 	}
 	kk := keyKey(vault, name)
-	var out *Version
-	err := s.st.View(ctx, func(r store.Reader) error {
-		rec, err := r.Get(ctx, KindKey, kk)
-		if errors.Is(err, store.ErrNotFound) {
-			return notFound(name, version)
-		}
-		if err != nil {
-			return fmt.Errorf("key %s: %w", kk, err)
-		}
-		k, err := s.dec.get(rec, func(b []byte) (any, error) {
-			kr := new(keyRecord)
-			return kr, json.Unmarshal(b, kr)
-		})
-		if err != nil {
-			return fmt.Errorf("key %s: %w", kk, err)
-		}
-		kr := k.(*keyRecord)
-		if kr.Deleted != nil {
-			return notFound(name, version)
-		}
-		ver := strings.ToLower(version)
-		if ver == "" {
-			ver = kr.Current
-		}
-		vrec, err := r.Get(ctx, KindKeyVersion, kk+"/"+ver)
-		if errors.Is(err, store.ErrNotFound) {
-			return notFound(name, version)
-		}
-		if err != nil {
-			return fmt.Errorf("key version %s: %w", ver, err)
-		}
-		v, err := s.dec.get(vrec, func(b []byte) (any, error) {
-			v := new(Version)
-			return v, json.Unmarshal(b, v)
-		})
-		if err != nil {
-			return fmt.Errorf("key version %s: %w", ver, err)
-		}
-		out = v.(*Version)
-		return nil
+	rec, err := r.Get(ctx, KindKey, kk)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, notFound(name, version)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("key %s: %w", kk, err)
+	}
+	k, err := s.dec.get(rec, func(b []byte) (any, error) {
+		kr := new(keyRecord)
+		return kr, json.Unmarshal(b, kr)
 	})
-	return out, err
+	if err != nil {
+		return nil, fmt.Errorf("key %s: %w", kk, err)
+	}
+	kr := k.(*keyRecord)
+	if kr.Deleted != nil {
+		return nil, notFound(name, version)
+	}
+	ver := strings.ToLower(version)
+	if ver == "" {
+		ver = kr.Current
+	}
+	vrec, err := r.Get(ctx, KindKeyVersion, kk+"/"+ver)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, notFound(name, version)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("key version %s: %w", ver, err)
+	}
+	v, err := s.dec.get(vrec, func(b []byte) (any, error) {
+		v := new(Version)
+		return v, json.Unmarshal(b, v)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("key version %s: %w", ver, err)
+	}
+	return v.(*Version), nil
 }

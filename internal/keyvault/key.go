@@ -735,6 +735,12 @@ func (s *Service) Use(ctx context.Context, vault *Vault, name, version, op strin
 	if err != nil {
 		return nil, nil, err
 	}
+	return s.usable(v, op)
+}
+
+// usable checks that v is enabled, valid now and allows op, and returns
+// it with its private key.
+func (s *Service) usable(v *Version, op string) (*Version, *jwk.PrivateKey, error) {
 	now := s.now().Unix()
 	switch a := v.Attributes; {
 	case !a.Enabled:

@@ -95,13 +95,18 @@ func VaultName(ctx context.Context) string {
 }
 
 // logAttrs collects attributes handlers add to the request's access line.
-type logAttrs struct{ attrs []slog.Attr }
+type logAttrs struct {
+	attrs []slog.Attr
+	buf   [8]slog.Attr // room for a data-plane request's attributes without growing
+}
 
 type logKey struct{}
 
 // WithLogAttrs prepares ctx to collect access-log attributes (server only).
 func WithLogAttrs(ctx context.Context) context.Context {
-	return context.WithValue(ctx, logKey{}, &logAttrs{})
+	l := &logAttrs{}
+	l.attrs = l.buf[:0]
+	return context.WithValue(ctx, logKey{}, l)
 }
 
 // AddLogAttrs adds domain attributes (vault, key, version …) to the

@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/http"
+	"regexp"
 	"slices"
 	"testing"
 
@@ -86,5 +87,13 @@ func TestVaultHost(t *testing.T) {
 		if got != want || ok != (want != "") {
 			t.Errorf("vaultHost(%q) = %q, %v; want %q", host, got, ok, want)
 		}
+	}
+}
+
+func TestNewRequestID(t *testing.T) {
+	re := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+	a, b := newRequestID(), newRequestID()
+	if !re.MatchString(a) || a == b {
+		t.Errorf("newRequestID() = %q, %q; want distinct version-4 UUIDs", a, b)
 	}
 }

@@ -343,10 +343,11 @@ func (s *Server) finish(ctx context.Context, r *http.Request, rw *statusWriter, 
 	if !s.cfg.Logger.Enabled(ctx, level) {
 		return
 	}
-	attrs := []slog.Attr{
+	var buf [16]slog.Attr // one access line's attributes, without growing
+	attrs := append(buf[:0],
 		slog.String("method", r.Method), slog.String("route", name), slog.Int("status", status),
 		slog.Duration("duration", d), slog.String("request_id", rid),
-	}
+	)
 	if v := route.VaultName(ctx); v != "" {
 		attrs = append(attrs, slog.String("vault", v))
 	}
@@ -374,8 +375,14 @@ func newRequestID() string {
 	_, _ = rand.Read(b[:])
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+	var out [36]byte // 8-4-4-4-12, encoded in place: one allocation (the string)
+	hex.Encode(out[0:8], b[0:4])
+	hex.Encode(out[9:13], b[4:6])
+	hex.Encode(out[14:18], b[6:8])
+	hex.Encode(out[19:23], b[8:10])
+	hex.Encode(out[24:], b[10:])
+	out[8], out[13], out[18], out[23] = '-', '-', '-', '-'
+	return string(out[:])
 }
 
 type statusWriter struct {

@@ -55,16 +55,20 @@ func (h *handlers) dataRoutes() []route.Route {
 // begin loads the request's vault, sets the region header, checks the
 // caller's tenant and authorizes op on key name ("" = the vault's keys).
 func (h *handlers) begin(w http.ResponseWriter, r *http.Request, name string, op keyvault.Operation) (*keyvault.Vault, error) {
-	ctx := r.Context()
-	vname := route.VaultName(ctx)
-	v, err := h.svc.DataVault(ctx, vname)
+	v, err := h.svc.DataVault(r.Context(), route.VaultName(r.Context()))
 	if err != nil {
 		return nil, mapErr(err)
 	}
+	return v, h.authorizeData(w, r, v, name, op)
+}
+
+// authorizeData is begin's second half, on an already-read vault v.
+func (h *handlers) authorizeData(w http.ResponseWriter, r *http.Request, v *keyvault.Vault, name string, op keyvault.Operation) error {
+	ctx := r.Context()
 	w.Header().Set("x-ms-keyvault-region", v.Location)
 	p, err := principal(r)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if !strings.EqualFold(p.TenantID, v.Properties.TenantID) {
 		// Azure answers a token of another tenant with 401 and the
@@ -73,7 +77,7 @@ func (h *handlers) begin(w http.ResponseWriter, r *http.Request, name string, op
 			"AKV10032: Invalid issuer. Expected one of %s/%s/v2.0, found %s.", h.base, v.Properties.TenantID, p.Issuer)
 		e.Header = http.Header{}
 		e.Header.Set("WWW-Authenticate", fmt.Sprintf(`Bearer authorization="%s/%s", resource="%s"`, h.base, v.Properties.TenantID, h.resource))
-		return nil, e
+		return e
 	}
 	scope := v.ID()
 	if name != "" {
@@ -81,17 +85,17 @@ func (h *handlers) begin(w http.ResponseWriter, r *http.Request, name string, op
 	}
 	if v.Properties.EnableRBACAuthorization {
 		if err := h.az.Check(ctx, p, op.DataAction, scope); err != nil {
-			return nil, azure.Errorf(http.StatusForbidden, azure.CodeForbidden,
+			return azure.Errorf(http.StatusForbidden, azure.CodeForbidden,
 				"Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or role definitions were changed recently, please observe propagation time.\r\nCaller: %s\r\nAction: '%s'\r\nResource: '%s'\r\nAssignment: (not found)\r\nDenyAssignmentId: null\r\nDecisionReason: null \r\nVault: %s;location=%s\r\n",
 				callerOf(p), op.DataAction, strings.ToLower(scope), v.Name, v.Location).WithInner("ForbiddenByRbac").Wrap(err)
 		}
 	} else if err := authz.CheckAccessPolicy(v.Properties.AccessPolicies, p, authz.PolicyPermission{Collection: authz.Keys, Name: op.Permission}); err != nil {
-		return nil, azure.Errorf(http.StatusForbidden, azure.CodeForbidden,
+		return azure.Errorf(http.StatusForbidden, azure.CodeForbidden,
 			"The user, group or application '%s' does not have keys %s permission on key vault '%s;location=%s'. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125287",
 			callerOf(p), op.Permission, v.Name, v.Location).WithInner("ForbiddenByPolicy").Wrap(err)
 	}
 	route.AddLogAttrs(ctx, slog.String("vault", v.Name), slog.String("key", name))
-	return v, nil
+	return nil
 }
 
 // --- JSON shapes (SPEC74) ---
@@ -522,13 +526,20 @@ const maxOpValue = 64 << 10
 func (h *handlers) crypto(opName string) route.HandlerFunc {
 	t := opTable[opName]
 	return func(w http.ResponseWriter, r *http.Request) error {
+		// One store read for vault and key, then the tenant and
+		// authorization checks outside it; a missing key is only
+		// reported (by UseRead) to an authorized caller.
 		name := r.PathValue("name")
-		vault, err := h.begin(w, r, name, t.op)
+		kr, err := h.svc.ReadKey(r.Context(), route.VaultName(r.Context()), name, r.PathValue("version"))
 		if err != nil {
+			return mapErr(err)
+		}
+		vault := kr.Vault
+		if err := h.authorizeData(w, r, vault, name, t.op); err != nil {
 			return err
 		}
 		var b opBody
-		if err := decode(r, &b); err != nil {
+		if err := decodeOp(r, &b); err != nil {
 			return err
 		}
 		if b.Alg == "" {
@@ -540,7 +551,7 @@ func (h *handlers) crypto(opName string) route.HandlerFunc {
 		if len(b.Value) > maxOpValue || len(b.Digest) > maxOpValue || len(b.AAD) > maxOpValue {
 			return azure.Errorf(http.StatusBadRequest, azure.CodeBadParameter, "The value is larger than %d bytes.", maxOpValue)
 		}
-		v, key, err := h.svc.Use(r.Context(), vault, name, r.PathValue("version"), t.keyOp)
+		v, key, err := h.svc.UseRead(kr, t.keyOp)
 		if err != nil {
 			return mapErr(err)
 		}
@@ -576,7 +587,7 @@ func (h *handlers) crypto(opName string) route.HandlerFunc {
 		if err != nil {
 			return mapErr(err)
 		}
-		azure.WriteJSON(w, http.StatusOK, res)
+		writeOpResult(w, &res)
 		return nil
 	}
 }
