@@ -103,6 +103,7 @@ encrypted blocks live in DATA/disks, which such servers must share (one volume).
 	f.DurationVar(&cfg.DEKCacheTTL, "dek-cache-ttl", diskdata.DefaultDEKCacheTTL, "how long an unwrapped disk data key is reused; a customer's disabled key stops disk reads within this time (negative: no cache)")
 	f.StringSliceVar(&aliases, "authority-alias", nil, "map an attestation authority URL named in release policies (e.g. Azure's https://sharedeus.eus.attest.azure.net) to an attestation instance: URL=INSTANCE (repeatable)")
 	f.StringSliceVar(&cfg.TrustedAuthorities, "trusted-authority", nil, "external MAA-compatible attestation authority (issuer URL) whose tokens may release keys; keys via its OpenID metadata (repeatable)")
+	f.StringVar(&cfg.DiskBlocks, "disk-blocks", "", "where managed-disk blocks live: dir (sparse files in --data/disks) or store (in the store, shared by every server on one PostgreSQL); default dir for the embedded store, store with postgres://…")
 	f.DurationVar(&cfg.JobLease, "job-lease", 15*time.Second, "lease of a server on a job (DES key rotation); another server takes a job over when its holder has not renewed it for this long")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.BoolVar(&logJSON, "log-json", false, "log as JSON lines instead of text")

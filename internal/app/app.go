@@ -58,6 +58,11 @@ type Config struct {
 	// StoreURL selects the store: "" = embedded (DataDir/cvault.db),
 	// postgres://… = PostgreSQL.
 	StoreURL string
+	// DiskBlocks is where managed-disk blocks live (--disk-blocks): "dir"
+	// (sparse files in DataDir/disks) or "store" (records in the store, so
+	// servers on one PostgreSQL share them); "" is "store" with PostgreSQL
+	// and "dir" with the embedded store.
+	DiskBlocks string
 	// PostgresSchema confines a PostgreSQL store to one schema (tests).
 	PostgresSchema string
 	// RootKey is the barrier root key; nil means the data dir's key file,
@@ -158,6 +163,14 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	switch {
+	case cfg.DiskBlocks == "" && cfg.StoreURL != "":
+		cfg.DiskBlocks = DiskBlocksStore
+	case cfg.DiskBlocks == "":
+		cfg.DiskBlocks = DiskBlocksDir
+	case cfg.DiskBlocks != DiskBlocksDir && cfg.DiskBlocks != DiskBlocksStore:
+		return nil, fmt.Errorf("disk blocks: unsupported --disk-blocks %q (use %s or %s)", cfg.DiskBlocks, DiskBlocksDir, DiskBlocksStore)
 	}
 	a := &App{Config: cfg}
 	defer func() {

@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cvault/cvault/internal/app"
 	"github.com/cvault/cvault/internal/authn"
@@ -266,3 +271,77 @@ func portOf(addr string) string {
 }
 
 func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }
+
+// TestTwoServersShareDisks: with --store postgres://… disk blocks default to
+// the store, so a page written through one server's listener with a signed
+// URL reads back through the other, and neither writes {data}/disks.
+func TestTwoServersShareDisks(t *testing.T) {
+	ctx := t.Context()
+	pg := cvaulttest.Postgres(t)
+	a := cvaulttest.Start(t, pg.Option())
+	b := a.Config
+	ln2 := mustListen(t)
+	b.Listener, b.URL = ln2, a.URL
+	b.DataDir = t.TempDir()
+	srvB := cvaulttest.StartConfig(t, b)
+	if a.App.Config.DiskBlocks != app.DiskBlocksStore || srvB.App.Config.DiskBlocks != app.DiskBlocksStore {
+		t.Fatalf("disk blocks %q, %q; want store with PostgreSQL", a.App.Config.DiskBlocks, srvB.App.Config.DiskBlocks)
+	}
+	dd := a.App.DiskData
+	if err := dd.Create(ctx, "shared-disk", 1<<20, dd.Platform()); err != nil {
+		t.Fatal(err)
+	}
+	sas, err := dd.GrantAccess(ctx, "shared-disk", time.Hour, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(sas)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := bytes.Repeat([]byte("shared page "), 1024)[:8192]
+	// Written through B's listener (B shares A's base URL, so address it directly)…
+	onB := *u
+	onB.Host = "localhost:" + portOf(ln2.Addr().String())
+	q := onB.Query()
+	q.Set("comp", "page")
+	onB.RawQuery = q.Encode()
+	req, _ := http.NewRequestWithContext(ctx, "PUT", onB.String(), bytes.NewReader(page))
+	req.Header.Set("x-ms-page-write", "update")
+	req.Header.Set("x-ms-range", "bytes=4096-12287")
+	res, err := srvB.HTTPClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("PUT page on B = %d", res.StatusCode)
+	}
+	// …read back through A.
+	req, _ = http.NewRequestWithContext(ctx, "GET", sas, nil)
+	req.Header.Set("x-ms-range", "bytes=4096-12287")
+	res, err = a.HTTPClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	if err != nil || res.StatusCode != http.StatusPartialContent || !bytes.Equal(got, page) {
+		t.Fatalf("GET on A = %d, %d bytes, equal %v, %v", res.StatusCode, len(got), bytes.Equal(got, page), err)
+	}
+	for _, dir := range []string{a.App.Config.DataDir, b.DataDir} {
+		if _, err := os.Stat(filepath.Join(dir, "disks")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s/disks exists (%v): blocks went to the file system", dir, err)
+		}
+	}
+}
+
+func TestDiskBlocksFlag(t *testing.T) {
+	if _, err := app.New(t.Context(), app.Config{DataDir: t.TempDir(), DiskBlocks: "nfs"}); err == nil || !strings.Contains(err.Error(), "--disk-blocks") {
+		t.Fatalf("--disk-blocks nfs: %v", err)
+	}
+	s := cvaulttest.Start(t)
+	if s.App.Config.DiskBlocks != app.DiskBlocksDir {
+		t.Fatalf("embedded store: disk blocks %q, want dir", s.App.Config.DiskBlocks)
+	}
+}

@@ -51,14 +51,29 @@ func (a *App) newCompute() (*compute.Service, error) {
 	return svc, nil
 }
 
-// newDiskData builds the managed-disk data service: blocks in
-// {data}/disks, the platform key sealed in the store.
+// Config.DiskBlocks values.
+const (
+	DiskBlocksDir   = "dir"   // sparse files in {data}/disks (one server, or a shared filesystem)
+	DiskBlocksStore = "store" // records in the store: every server on one PostgreSQL shares them
+)
+
+// newDiskData builds the managed-disk data service: blocks in {data}/disks
+// or in the store (Config.DiskBlocks), the platform key sealed in the store.
 func (a *App) newDiskData(ctx context.Context) error {
-	blocks, err := blockstore.NewDir(filepath.Join(a.Config.DataDir, "disks"), diskcrypt.RecordSize)
-	if err != nil {
-		return err
+	var blocks blockstore.Store
+	if a.Config.DiskBlocks == DiskBlocksStore {
+		db, err := blockstore.NewStore(a.Store, diskcrypt.RecordSize)
+		if err != nil {
+			return err
+		}
+		blocks = db
+	} else {
+		dir, err := blockstore.NewDir(filepath.Join(a.Config.DataDir, "disks"), diskcrypt.RecordSize)
+		if err != nil {
+			return err
+		}
+		a.diskBlocks, blocks = dir, dir
 	}
-	a.diskBlocks = blocks
 	platform, err := diskcrypt.LoadOrCreatePlatform(ctx, a.Store, a.Sealer, nil)
 	if err != nil {
 		return err
