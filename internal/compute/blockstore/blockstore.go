@@ -4,8 +4,10 @@
 // by diskcrypt — and knows nothing of keys or plaintext. A record that was
 // never written reads as all zeros, so unwritten sectors cost no space.
 //
-// Dir, the default Store, keeps one sparse file per disk,
-// {dir}/{diskID}.blk, record i at offset i×RecordSize. The interface is
+// Dir keeps one sparse file per disk, {dir}/{diskID}.blk, record i at
+// offset i×RecordSize (one server, or a shared filesystem). DB (NewStore)
+// keeps one store record per written record, so every server on one
+// PostgreSQL database shares disk contents. The interface is
 // record-addressed, not byte-addressed, so an object-storage backend (one
 // object per run of records) can implement it later.
 package blockstore

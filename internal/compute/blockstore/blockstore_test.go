@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"sync"
 	"testing"
 
 	"github.com/cvault/cvault/internal/compute/blockstore"
@@ -37,6 +38,7 @@ func TestStore(t *testing.T) {
 			testStore(t, d)
 			testRanges(t, d)
 			testBatches(t, s)
+			testConcurrent(t, d)
 		})
 	}
 }
@@ -172,5 +174,36 @@ func testBatches(t *testing.T, s store.Store) {
 		if left, err := s.List(ctx, kind, "big", "", 0); err != nil || len(left) != 0 {
 			t.Fatalf("%s records left after Delete: %d %v", kind, len(left), err)
 		}
+	}
+}
+
+// testConcurrent has writers extend one disk at once (on PostgreSQL their
+// transactions conflict on the size record and are retried).
+func testConcurrent(t *testing.T, d blockstore.Store) {
+	ctx := context.Background()
+	const writers, each = 6, 3
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Go(func() { errs <- d.WriteRecords(ctx, "c", recs(byte(10*w), each), int64(w*each)) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make([]byte, writers*each*100)
+	if err := d.ReadRecords(ctx, "c", got, 0); err != nil {
+		t.Fatal(err)
+	}
+	for w := range writers {
+		if !bytes.Equal(got[w*each*100:(w+1)*each*100], recs(byte(10*w), each)) {
+			t.Errorf("writer %d's records lost", w)
+		}
+	}
+	if u, err := d.Size(ctx, "c"); err != nil || u.Length != writers*each*100 {
+		t.Fatalf("usage %+v %v", u, err)
 	}
 }
