@@ -18,7 +18,6 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 
 	"github.com/cvault/cvault/internal/compute"
-	"github.com/cvault/cvault/internal/demo"
 	"github.com/cvault/cvault/internal/jobs"
 	"github.com/cvault/cvault/internal/store/postgres"
 	"github.com/cvault/cvault/internal/store/postgres/pgtest"
@@ -147,27 +146,8 @@ func TestRotationTakeoverAcrossServers(t *testing.T) {
 
 	_, _, sub := adminClient(t, dirA, base)
 	e := remoteEnv(t, dirA, base, sub)
-	x := demo.NewCrossTenantSetup(e, "westeurope")
-	r := demo.NewRunner(io.Discard)
-	if err := x.Phase1(ctx, r); err != nil {
-		t.Fatal(err)
-	}
-	if err := x.Phase2(ctx, r); err != nil {
-		t.Fatal(err)
-	}
-	c, err := e.ComputeClients(x.Provider)
-	if err != nil {
-		t.Fatal(err)
-	}
+	x, c, des := crossTenantDES(ctx, t, e)
 	rg := x.ProviderRG
-	dp, err := c.DES.BeginCreateOrUpdate(ctx, rg, "crashdes", x.DESBody(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	des, err := dp.PollUntilDone(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const n = 64
 	hashes := makeDisks(t, e, c, rg, x.Location, *des.ID, n)
 

@@ -71,27 +71,8 @@ func rotationCrash(t *testing.T, bin string, env []string) {
 	p := startServe(t, bin, dataDir, addr, env, lease...)
 	_, _, sub := adminClient(t, dataDir, p.base)
 	e := remoteEnv(t, dataDir, p.base, sub)
-	x := demo.NewCrossTenantSetup(e, "westeurope")
-	r := demo.NewRunner(io.Discard)
-	if err := x.Phase1(ctx, r); err != nil {
-		t.Fatal(err)
-	}
-	if err := x.Phase2(ctx, r); err != nil {
-		t.Fatal(err)
-	}
-	c, err := e.ComputeClients(x.Provider)
-	if err != nil {
-		t.Fatal(err)
-	}
+	x, c, des := crossTenantDES(ctx, t, e)
 	rg := x.ProviderRG
-	dp, err := c.DES.BeginCreateOrUpdate(ctx, rg, "crashdes", x.DESBody(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	des, err := dp.PollUntilDone(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const n = 100
 	hashes := makeDisks(t, e, c, rg, x.Location, *des.ID, n)
 	kc, err := x.KeyClient()
@@ -170,6 +151,33 @@ func rotationCrash(t *testing.T, bin string, env []string) {
 
 // makeDisks creates n customer-key disks disk000… on the DES, writes 4 KiB
 // of random data to each, and returns the data's hashes.
+// crossTenantDES runs seed 003's phases 1 and 2 against e and creates the
+// provider's DES "crashdes" on the customer's key.
+func crossTenantDES(ctx context.Context, t *testing.T, e *demo.Env) (*demo.CrossTenantSetup, *demo.Compute, armcompute.DiskEncryptionSet) {
+	t.Helper()
+	x := demo.NewCrossTenantSetup(e, "westeurope")
+	r := demo.NewRunner(io.Discard)
+	if err := x.Phase1(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.Phase2(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	c, err := e.ComputeClients(x.Provider)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp, err := c.DES.BeginCreateOrUpdate(ctx, x.ProviderRG, "crashdes", x.DESBody(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	des, err := dp.PollUntilDone(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return x, c, des.DiskEncryptionSet
+}
+
 func makeDisks(t *testing.T, e *demo.Env, c *demo.Compute, rg, location, desID string, n int) [][32]byte {
 	t.Helper()
 	hashes := make([][32]byte, n)
