@@ -3,7 +3,6 @@ package computehttp_test
 import (
 	"context"
 	"errors"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -21,25 +20,7 @@ import (
 // returns the cast with the provider's armcompute clients.
 func setup(t testing.TB) (*demo.CrossTenantSetup, *demo.Compute) {
 	t.Helper()
-	ctx := context.Background()
-	env, stop, err := demo.StartEnv(ctx, demo.EnvOptions{DEKCacheTTL: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stop)
-	x := demo.NewCrossTenantSetup(env, "westcentralus")
-	r := demo.NewRunner(io.Discard)
-	if err := x.Phase1(ctx, r); err != nil {
-		t.Fatal(err)
-	}
-	if err := x.Phase2(ctx, r); err != nil {
-		t.Fatal(err)
-	}
-	c, err := env.ComputeClients(x.Provider)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return x, c
+	return setupWith(t, demo.EnvOptions{DEKCacheTTL: -1})
 }
 
 func createDES(ctx context.Context, c *demo.Compute, rg, name string, body armcompute.DiskEncryptionSet) (armcompute.DiskEncryptionSet, error) {

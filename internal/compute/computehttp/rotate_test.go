@@ -33,6 +33,9 @@ func (h *hookBox) call(step string) {
 }
 func (h *hookBox) set(f func(string)) { h.f.Store(&f) }
 
+// setupWith runs seed 003's phases 1 and 2 over HTTPS (the demo's steps)
+// on a server started with opts and returns the cast with the provider's
+// armcompute clients.
 func setupWith(t testing.TB, opts demo.EnvOptions) (*demo.CrossTenantSetup, *demo.Compute) {
 	t.Helper()
 	ctx := context.Background()
