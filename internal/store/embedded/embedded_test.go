@@ -159,22 +159,4 @@ func TestSchemaRecorded(t *testing.T) {
 	}
 }
 
-func TestRawScan(t *testing.T) {
-	db := embeddedtest.Open(t)
-	marker := []byte("cvault-raw-marker-7f3a9c")
-	if _, err := store.Put(t.Context(), db, "secret", "k", marker, store.Absent); err != nil {
-		t.Fatal(err)
-	}
-	for _, tt := range []struct {
-		marker []byte
-		want   bool
-	}{
-		{marker, true},
-		{[]byte("cvault-never-written-marker"), false},
-	} {
-		got, err := storetest.RawScan(t.Context(), db, tt.marker)
-		if err != nil || got != tt.want {
-			t.Fatalf("RawScan(%q) = %v, %v; want %v", tt.marker, got, err, tt.want)
-		}
-	}
-}
+func TestRawScan(t *testing.T) { storetest.CheckRawScan(t, embeddedtest.Open(t)) }

@@ -23,25 +23,7 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return pgtest.Open(t, postgres.Options{}) })
 }
 
-func TestRawScan(t *testing.T) {
-	db := pgtest.Open(t, postgres.Options{})
-	marker := []byte("cvault-raw-marker-7f3a9c")
-	if _, err := store.Put(t.Context(), db, "secret", "k", marker, store.Absent); err != nil {
-		t.Fatal(err)
-	}
-	for _, tt := range []struct {
-		marker []byte
-		want   bool
-	}{
-		{marker, true},
-		{[]byte("cvault-never-written-marker"), false},
-	} {
-		got, err := storetest.RawScan(t.Context(), db, tt.marker)
-		if err != nil || got != tt.want {
-			t.Fatalf("RawScan(%q) = %v, %v; want %v", tt.marker, got, err, tt.want)
-		}
-	}
-}
+func TestRawScan(t *testing.T) { storetest.CheckRawScan(t, pgtest.Open(t, postgres.Options{})) }
 
 // conflictPair runs two Updates that both read "counter", wait for each
 // other, then both write it: under SERIALIZABLE one of them must fail to
